@@ -119,6 +119,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
     {
         validate_container_path("masked/readonly path", Path::new(p))?;
     }
+    if linux.seccomp().is_some() {
+        bail!("config.json: linux.seccomp is not supported by berth yet");
+    }
     if let Some(profile) = process.apparmor_profile() {
         if !profile.is_empty() {
             bail!(

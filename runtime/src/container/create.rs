@@ -113,6 +113,7 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         None => None,
     };
     let (preserve_fds, extra_env) = listen_fds(o.preserve_fds);
+    check_preserved_fds(preserve_fds)?;
 
     let dir = ContainerDir::create(&o.root, &o.id)?;
     let mut state = State {
@@ -241,6 +242,17 @@ fn listen_fds(preserve: u32) -> (u32, Vec<String>) {
         ),
         _ => (preserve, Vec::new()),
     }
+}
+
+/// Every descriptor to pass on must be open in berth: otherwise the number
+/// would be free for berth's own files, which would then reach the container.
+fn check_preserved_fds(n: u32) -> Result<()> {
+    for fd in 3..3 + n as i32 {
+        if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+            bail!("descriptor {fd} is to be preserved (--preserve-fds/LISTEN_FDS) but is not open");
+        }
+    }
+    Ok(())
 }
 
 fn exit_note(pid: i32) -> String {

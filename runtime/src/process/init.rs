@@ -305,7 +305,10 @@ fn lookup(arg0: &str, path_var: Option<&str>) -> Result<PathBuf> {
     if arg0.contains('/') {
         let p = PathBuf::from(arg0);
         match std::fs::metadata(&p) {
-            Err(e) => bail!("exec: {arg0:?}: {}", e.kind().to_string().to_lowercase()),
+            Err(e) => {
+                let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT));
+                bail!("exec: {arg0:?}: {}", errno.desc().to_lowercase())
+            }
             Ok(m) if m.is_dir() => bail!("exec: {arg0:?}: is a directory"),
             Ok(_) if !usable(&p) => bail!("exec: {arg0:?}: permission denied"),
             Ok(_) => return Ok(p),

@@ -24,6 +24,14 @@ fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
     }
 }
 
+/// The name as the config spells it (`RLIMIT_NOFILE`).
+fn name(t: PosixRlimitType) -> String {
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{t:?}"))
+}
+
 /// Sets every rlimit of the list (before the uid switch, so raising within the
 /// hard limit needs no privilege). Raising a hard limit needs
 /// `CAP_SYS_RESOURCE`; without it the error says which limit failed.
@@ -37,8 +45,8 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
         if unsafe { libc::setrlimit(resource(l.typ()), &r) } < 0 {
             return Err(std::io::Error::last_os_error()).with_context(|| {
                 format!(
-                    "setrlimit {:?} soft={} hard={}",
-                    l.typ(),
+                    "setrlimit {} soft={} hard={}",
+                    name(l.typ()),
                     l.soft(),
                     l.hard()
                 )

@@ -181,6 +181,14 @@ pub fn create(path: &Path, spec: &Spec, pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// Moves `pid` into the existing cgroup (for `exec`), without touching its
+/// resources.
+pub fn add_process(path: &Path, pid: i32) -> Result<()> {
+    manager(path)?
+        .add_task(Pid::from_raw(pid))
+        .with_context(|| format!("add pid {pid} to cgroup {}", path.display()))
+}
+
 /// Kills what is left in the cgroup and removes it (a missing cgroup is fine).
 pub fn remove(path: &Path) -> Result<()> {
     manager(path)?

@@ -8,7 +8,7 @@
 //! caller over the console socket with SCM_RIGHTS, as runc sends it.
 
 use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -28,9 +28,12 @@ pub struct WinSize {
     pub cols: u16,
 }
 
-/// Allocates the pty, sends the master to `socket`, binds the slave onto
-/// `/dev/console` and returns the slave. Must run after pivot_root.
-pub fn setup(socket: &OwnedFd, size: Option<WinSize>) -> Result<OwnedFd> {
+/// Allocates a pty from the container's devpts, sends the master to
+/// `socket` and returns the slave. With `bind_console` (the container's init,
+/// not `exec`), the slave is also bound onto `/dev/console`. Must run inside
+/// the container's root (after pivot_root, or after joining its mount
+/// namespace).
+pub fn setup(socket: &OwnedFd, size: Option<WinSize>, bind_console: bool) -> Result<OwnedFd> {
     let root = sys::openat(
         libc::AT_FDCWD,
         Path::new("/"),
@@ -68,14 +71,21 @@ pub fn setup(socket: &OwnedFd, size: Option<WinSize>) -> Result<OwnedFd> {
     if let Some(ws) = size {
         set_size(slave.as_fd(), ws)?;
     }
-    let dev_console = resolve::open_no_symlinks(
-        root.as_fd(),
-        Path::new("/dev"),
-        libc::O_PATH | libc::O_DIRECTORY,
-    )
-    .context("open /dev")?;
+    if bind_console {
+        bind_dev_console(root.as_fd(), slave.as_fd())?;
+    }
+    send_fd(socket, b"/dev/ptmx", master.as_raw_fd())
+        .context("send pty master to the console socket")?;
+    Ok(slave)
+}
+
+/// Covers `/dev/console` (a file berth creates, or an existing file or
+/// device node, never a symlink) with a bind of the pty slave.
+fn bind_dev_console(root: BorrowedFd, slave: BorrowedFd) -> Result<()> {
+    let dev = resolve::open_no_symlinks(root, Path::new("/dev"), libc::O_PATH | libc::O_DIRECTORY)
+        .context("open /dev")?;
     match sys::openat(
-        dev_console.as_raw_fd(),
+        dev.as_raw_fd(),
         Path::new("console"),
         libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY,
         0o600,
@@ -85,7 +95,7 @@ pub fn setup(socket: &OwnedFd, size: Option<WinSize>) -> Result<OwnedFd> {
         Err(e) => return Err(e).context("create /dev/console"),
     }
     let target = sys::openat(
-        dev_console.as_raw_fd(),
+        dev.as_raw_fd(),
         Path::new("console"),
         libc::O_PATH | libc::O_NOFOLLOW,
         0,
@@ -95,11 +105,7 @@ pub fn setup(socket: &OwnedFd, size: Option<WinSize>) -> Result<OwnedFd> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG && st.st_mode & libc::S_IFMT != libc::S_IFCHR {
         bail!("/dev/console is neither a file nor a device; refusing to mount over it");
     }
-    bind_fd(slave.as_fd(), target.as_fd(), &MountOptions::default())
-        .context("bind pty onto /dev/console")?;
-    send_fd(socket, b"/dev/ptmx", master.as_raw_fd())
-        .context("send pty master to the console socket")?;
-    Ok(slave)
+    bind_fd(slave, target.as_fd(), &MountOptions::default()).context("bind pty onto /dev/console")
 }
 
 /// Sends `fd` with a name as payload over a unix socket.

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod container;
+pub mod foreground;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use std::os::unix::net::UnixStream;
+
+use anyhow::{Context, Result};
 
 use super::Global;
 use crate::container::create::{create, CreateOpts};
@@ -38,7 +40,6 @@ impl CreateFlags {
             id: id.to_string(),
             bundle: self.bundle.clone(),
             pid_file: self.pid_file.clone(),
-            console_socket: self.console_socket.clone(),
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
@@ -56,7 +57,21 @@ pub struct Args {
     id: String,
 }
 
+impl CreateFlags {
+    /// Connects to `--console-socket`, if given.
+    pub fn connect_console(&self) -> Result<Option<UnixStream>> {
+        self.console_socket
+            .as_ref()
+            .map(|p| {
+                UnixStream::connect(p)
+                    .with_context(|| format!("connect to console socket {}", p.display()))
+            })
+            .transpose()
+    }
+}
+
 /// Runs `create`.
 pub fn run(g: &Global, a: Args) -> Result<()> {
-    create(&a.flags.opts(g, &a.id)).map(drop)
+    let console = a.flags.connect_console()?;
+    create(&a.flags.opts(g, &a.id), console).map(drop)
 }

@@ -3,6 +3,8 @@
 
 mod create;
 mod delete;
+mod exec;
+mod features;
 mod kill;
 mod list;
 mod run;
@@ -36,7 +38,7 @@ pub struct Global {
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// Rootless mode: true, false or auto (berth runs as root: only false/auto work).
-    #[arg(long, global = true, value_name = "true|false|auto", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, global = true, value_name = "true|false|auto", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub rootless: Option<String>,
 }
 
@@ -69,12 +71,16 @@ enum Command {
     Kill(kill::Args),
     /// Delete a container and everything it holds on the host.
     Delete(delete::Args),
+    /// Run a new process in a running container.
+    Exec(exec::Args),
     /// Create and start a container (in the foreground unless --detach).
     Run(run::Args),
     /// List containers.
     List(list::Args),
     /// Write a default config.json.
     Spec(spec::Args),
+    /// Print what this runtime supports (runtime-spec features JSON).
+    Features(features::Args),
     /// Subcommands of runc that berth does not have yet.
     #[command(external_subcommand)]
     Other(Vec<String>),
@@ -151,9 +157,11 @@ fn dispatch(g: &Global, command: Command) -> Result<i32> {
         Command::State(a) => state::run(g, a).map(|()| 0),
         Command::Kill(a) => kill::run(g, a).map(|()| 0),
         Command::Delete(a) => delete::run(g, a).map(|()| 0),
+        Command::Exec(a) => exec::run(g, a),
         Command::Run(a) => run::run(g, a),
         Command::List(a) => list::run(g, a).map(|()| 0),
         Command::Spec(a) => spec::run(g, a).map(|()| 0),
+        Command::Features(a) => features::run(g, a).map(|()| 0),
         Command::Other(args) => {
             let name = args.first().map(String::as_str).unwrap_or("");
             if NOT_YET.contains(&name) {

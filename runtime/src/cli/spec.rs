@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
 
 use super::Global;
 
@@ -55,16 +56,65 @@ pub fn default_spec() -> serde_json::Value {
     })
 }
 
+/// Turns the default spec into one for a rootless container, as runc does: a
+/// user namespace mapping root to the caller, no network namespace, `/sys`
+/// bound from the host, no uid=/gid= mount options, no cgroup resources.
+pub fn to_rootless(spec: &mut Value) {
+    // SAFETY: geteuid/getegid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let linux = &mut spec["linux"];
+    let mut nss: Vec<Value> = linux["namespaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n["type"] != "network" && n["type"] != "user")
+        .collect();
+    nss.push(json!({"type": "user"}));
+    linux["namespaces"] = json!(nss);
+    linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+    linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+    if let Some(obj) = linux.as_object_mut() {
+        obj.remove("resources");
+    }
+    let mounts: Vec<Value> = spec["mounts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut m| {
+            if m["destination"] == "/sys" {
+                return json!({"destination": "/sys", "type": "none", "source": "/sys",
+                    "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
+            if let Some(opts) = m["options"].as_array() {
+                let kept: Vec<Value> = opts
+                    .iter()
+                    .filter(|o| {
+                        !o.as_str()
+                            .is_some_and(|s| s.starts_with("gid=") || s.starts_with("uid="))
+                    })
+                    .cloned()
+                    .collect();
+                m["options"] = json!(kept);
+            }
+            m
+        })
+        .collect();
+    spec["mounts"] = json!(mounts);
+}
+
 /// Runs `spec`.
 pub fn run(g: &Global, a: Args) -> Result<()> {
-    // `--rootless` is the global flag (clap shares one name across levels).
-    if g.rootless.as_deref() == Some("true") {
-        bail!("--rootless specs are not supported by berth yet");
-    }
     let path = a.bundle.join("config.json");
     if path.exists() {
         bail!("File {} exists. Remove it first", path.display());
     }
-    let text = serde_json::to_string_pretty(&default_spec())?;
+    let mut spec = default_spec();
+    // `--rootless` is the global flag (clap shares one name across levels).
+    if g.rootless.as_deref() == Some("true") {
+        to_rootless(&mut spec);
+    }
+    let text = serde_json::to_string_pretty(&spec)?;
     std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))
 }

@@ -36,8 +36,6 @@ pub struct CreateOpts {
     pub bundle: PathBuf,
     /// `--pid-file`.
     pub pid_file: Option<PathBuf>,
-    /// `--console-socket`.
-    pub console_socket: Option<PathBuf>,
     /// `--no-pivot`.
     pub no_pivot: bool,
     /// `--no-new-keyring`.
@@ -88,8 +86,10 @@ pub struct Created {
     pub state: State,
 }
 
-/// Creates the container; on success the init waits for `start`.
-pub fn create(o: &CreateOpts) -> Result<Created> {
+/// Creates the container; on success the init waits for `start`. `console`
+/// is the connected console socket (`--console-socket`) that receives the pty
+/// master when `process.terminal` is true.
+pub fn create(o: &CreateOpts, console: Option<UnixStream>) -> Result<Created> {
     let bundle =
         fs::canonicalize(&o.bundle).with_context(|| format!("bundle {}", o.bundle.display()))?;
     let spec = config::load(&bundle)?;
@@ -99,19 +99,12 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
     let ns = namespaces::Plan::from_spec(&spec);
     let joins = ns.open_joins()?;
     let process = spec_process(&spec);
-    if process.terminal().unwrap_or(false) && o.console_socket.is_none() {
+    if process.terminal().unwrap_or(false) && console.is_none() {
         bail!("process.terminal is true: --console-socket is required");
     }
-    if !process.terminal().unwrap_or(false) && o.console_socket.is_some() {
+    if !process.terminal().unwrap_or(false) && console.is_some() {
         bail!("--console-socket was given but process.terminal is false");
     }
-    let console = match &o.console_socket {
-        Some(p) => Some(
-            UnixStream::connect(p)
-                .with_context(|| format!("connect to console socket {}", p.display()))?,
-        ),
-        None => None,
-    };
     let (preserve_fds, extra_env) = listen_fds(o.preserve_fds);
     check_preserved_fds(preserve_fds)?;
 
@@ -183,6 +176,8 @@ pub fn create(o: &CreateOpts) -> Result<Created> {
         new_cgroupns: ns.creates(LinuxNamespaceType::Cgroup),
         cgroup_path: cgroup_path.clone(),
         console: console.is_some(),
+        exec: false,
+        exec_ns_flags: 0,
     };
     let mut fds = vec![listener.as_raw_fd()];
     fds.extend(console.as_ref().map(|c| c.as_raw_fd()));

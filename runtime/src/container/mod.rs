@@ -1,6 +1,7 @@
 //! The container lifecycle: create, start, kill, delete, and the state view.
 
 pub mod create;
+pub mod exec;
 pub mod state;
 
 use std::io::{Read, Write};

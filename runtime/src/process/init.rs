@@ -18,14 +18,14 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
-use super::{caps, rlimits, user, INIT_FD_ENV};
+use super::{caps, rlimits, user, InitPlan, INIT_FD_ENV};
 use crate::console::{self, WinSize};
 use crate::hooks::{self, HookState};
 use crate::namespaces;
@@ -61,26 +61,44 @@ pub fn main() -> ! {
 fn run(chan: &Channel) -> Result<Infallible> {
     let (msg, fds) = chan
         .recv_with_fds()?
-        .context("berth create went away before sending the plan")?;
+        .context("berth went away before sending the plan")?;
     let Msg::Plan(plan) = msg else {
         bail!("setup protocol: expected a plan, got {msg:?}")
     };
+    // Nothing the caller of berth left open, beyond the preserved descriptors,
+    // may reach the container.
+    sys::cloexec_from(3 + plan.preserve_fds).context("close_range")?;
+    nix::unistd::setsid().context("setsid")?;
     let mut fds = fds.into_iter();
+    if plan.exec {
+        let pidfd = fds
+            .next()
+            .context("pidfd of the container's init missing")?;
+        let console_socket = if plan.console {
+            Some(fds.next().context("console socket missing")?)
+        } else {
+            None
+        };
+        if plan.exec_ns_flags != 0 {
+            super::spawn::setns_pidfd(&pidfd, plan.exec_ns_flags)
+                .context("join the container's namespaces")?;
+        }
+        if plan.exec_ns_flags & libc::CLONE_NEWUSER != 0 {
+            super::spawn::become_ns_root()?;
+        }
+        drop(pidfd);
+        return exec_process(&plan, console_socket);
+    }
     let listener = UnixListener::from(fds.next().context("start socket missing")?);
     let console_socket = if plan.console {
         Some(fds.next().context("console socket missing")?)
     } else {
         None
     };
-
-    // Nothing the caller of berth left open, beyond the preserved descriptors,
-    // may reach the container.
-    sys::cloexec_from(3 + plan.preserve_fds).context("close_range")?;
     // Device nodes get exactly the modes of the config; the process's umask
     // is set with its user.
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0) };
-    nix::unistd::setsid().context("setsid")?;
     if plan.new_cgroupns {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .context("unshare cgroup namespace")?;
@@ -142,7 +160,7 @@ fn run(chan: &Channel) -> Result<Infallible> {
             rows: b.height() as u16,
             cols: b.width() as u16,
         });
-        let slave = console::setup(socket, size)?;
+        let slave = console::setup(socket, size, true)?;
         console::make_controlling(&slave)?;
     }
     drop(console_socket);
@@ -168,6 +186,27 @@ fn run(chan: &Channel) -> Result<Infallible> {
     };
     let _ = conn.write_all(format!("{err:#}").as_bytes());
     sys::exit_now(1)
+}
+
+/// `berth exec`: the process already sits in the container's namespaces and
+/// cgroup; set it up and run it. The parent learns of success when the
+/// channel (close-on-exec) closes without an error message.
+fn exec_process(plan: &InitPlan, console_socket: Option<OwnedFd>) -> Result<Infallible> {
+    let process = &plan.process;
+    if process.terminal().unwrap_or(false) {
+        let socket = console_socket
+            .as_ref()
+            .context("process.terminal is set but no console socket was given")?;
+        let size = process.console_size().map(|b| WinSize {
+            rows: b.height() as u16,
+            cols: b.width() as u16,
+        });
+        let slave = console::setup(socket, size, false)?;
+        console::make_controlling(&slave)?;
+    }
+    drop(console_socket);
+    let prepared = prepare_process(process, &plan.extra_env)?;
+    exec(&prepared, plan.preserve_fds)
 }
 
 /// The user process, ready to be `execve`d.

@@ -18,7 +18,8 @@ pub const INIT_FD_ENV: &str = "_BERTH_INIT_FD";
 
 /// Everything the init needs to know, sent by the parent after the init runs
 /// from the sealed binary. Descriptors travel with the message: the start
-/// listener first, then the console socket if `console` is set.
+/// listener first (for `exec`: the pidfd of the container's init), then the
+/// console socket if `console` is set.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct InitPlan {
     /// Container ID.
@@ -48,6 +49,12 @@ pub struct InitPlan {
     pub cgroup_path: PathBuf,
     /// A console socket descriptor comes with the plan.
     pub console: bool,
+    /// `berth exec`: run `process` in the container that exists already (no
+    /// rootfs, no hooks, no start socket).
+    pub exec: bool,
+    /// `berth exec`: namespaces (`CLONE_NEW*`) to join through the pidfd of
+    /// the container's init, which comes first among the descriptors.
+    pub exec_ns_flags: libc::c_int,
 }
 
 /// The `process` section of a spec (validated to exist).

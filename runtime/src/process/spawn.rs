@@ -110,6 +110,50 @@ pub fn spawn(cfg: SpawnConfig, parent: &Channel, child: Channel, out: &mut Spawn
     Ok(init)
 }
 
+/// Starts the process of `berth exec`. It runs `berth init` from the sealed
+/// binary at once (still in berth's own namespaces: `execveat` of a handle on
+/// a detached mount fails once in another mount namespace); the init then
+/// joins the container's namespaces through the pidfd it gets with its plan.
+/// The pid and time namespaces only apply to children, so this process
+/// enters them "for children" first and the fork lands inside them. Returns
+/// the host pid.
+pub fn spawn_exec(
+    pidfd: &OwnedFd,
+    ns_flags: libc::c_int,
+    exe: &OwnedFd,
+    child: Channel,
+) -> Result<i32> {
+    let argv = [CString::from(c"berth"), CString::from(c"init")];
+    let envp = [CString::new(format!("{INIT_FD_ENV}={}", child.raw())).expect("no NUL")];
+    let exec = ExecArgs {
+        exe: exe.as_raw_fd(),
+        argv: sys::ptr_array(&argv),
+        envp: sys::ptr_array(&envp),
+    };
+    let for_children = ns_flags & (libc::CLONE_NEWPID | libc::CLONE_NEWTIME);
+    if for_children != 0 {
+        setns_pidfd(pidfd, for_children).context("join the container's pid/time namespaces")?;
+    }
+    // SAFETY: berth's CLI is single-threaded (see the module doc).
+    let pid = unsafe { sys::clone_fork(0) }.context("fork")?;
+    if pid == 0 {
+        match exec_init(&child, &exec) {
+            Ok(()) => sys::exit_now(1),
+            Err(e) => fail(&child, e),
+        }
+    }
+    Ok(pid)
+}
+
+/// `setns(2)` into several namespaces of the process behind `pidfd` at once.
+pub fn setns_pidfd(pidfd: &OwnedFd, flags: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: plain syscall on a valid pidfd.
+    if unsafe { libc::setns(pidfd.as_raw_fd(), flags) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 struct ExecArgs {
     exe: i32,
     argv: Vec<*const libc::c_char>,
@@ -181,7 +225,7 @@ fn intermediate(cfg: &SpawnConfig, chan: &Channel, exec: &ExecArgs) -> ! {
 
 /// Makes the process root of its (new) user namespace, so that it keeps its
 /// capabilities across `execve`.
-fn become_ns_root() -> Result<()> {
+pub fn become_ns_root() -> Result<()> {
     // SAFETY: plain syscalls.
     unsafe {
         if libc::setresgid(0, 0, 0) < 0 {

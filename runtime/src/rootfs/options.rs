@@ -87,6 +87,28 @@ const RECURSIVE_ATIME: &[(&str, u64)] = &[
     ("rstrictatime", libc::MOUNT_ATTR_STRICTATIME),
 ];
 
+/// Every option berth understands, for `berth features` (filesystem data
+/// options such as `size=` are passed through and not listed).
+pub fn known() -> Vec<&'static str> {
+    let mut all: Vec<&str> = FLAGS.iter().map(|(n, _, _)| *n).collect();
+    all.extend(["bind", "rbind", "defaults"]);
+    all.extend([
+        "private",
+        "rprivate",
+        "shared",
+        "rshared",
+        "slave",
+        "rslave",
+        "unbindable",
+        "runbindable",
+    ]);
+    all.extend(RECURSIVE.iter().map(|(n, _, _)| *n));
+    all.extend(RECURSIVE_ATIME.iter().map(|(n, _)| *n));
+    all.push("ratime");
+    all.sort_unstable();
+    all
+}
+
 /// The `MS_*` propagation flag of an option, or an error for anything else.
 pub fn propagation_flag(opt: &str) -> Result<libc::c_ulong> {
     Ok(match opt {
@@ -237,6 +259,14 @@ mod tests {
         );
         assert_eq!(clr, libc::MOUNT_ATTR__ATIME);
         assert_eq!(o.rec_set, libc::MOUNT_ATTR_RDONLY);
+    }
+
+    #[test]
+    fn every_known_option_parses_as_an_option() {
+        for name in known() {
+            let o = p(&[name]);
+            assert!(o.data.is_empty(), "{name} was taken as filesystem data");
+        }
     }
 
     #[test]

@@ -366,3 +366,93 @@ fn preserve_fds_and_listen_fds() {
     assert!(stdout.contains("L=1:1"), "{stdout}");
     assert!(stdout.contains("via-fd-3"), "{stdout}");
 }
+
+#[test]
+fn propagation_of_root_and_mounts() {
+    let script =
+        "awk '$5 == \"/\" || $5 == \"/shared\" || $5 == \"/private\"' /proc/self/mountinfo";
+    let out = run_sh("prop", script, |b| {
+        b.config["linux"]["rootfsPropagation"] = json!("shared");
+        let m = b.config["mounts"].as_array_mut().unwrap();
+        m.push(json!({"destination": "/shared", "type": "tmpfs", "source": "tmpfs", "options": ["rshared"]}));
+        m.push(json!({"destination": "/private", "type": "tmpfs", "source": "tmpfs", "options": ["rprivate"]}));
+    });
+    let line = |mp: &str| {
+        out.lines()
+            .find(|l| l.split(' ').nth(4) == Some(mp))
+            .unwrap_or_else(|| panic!("{mp}: {out}"))
+            .to_string()
+    };
+    assert!(
+        line("/").contains("shared:"),
+        "rootfsPropagation=shared: {out}"
+    );
+    assert!(line("/shared").contains("shared:"), "{out}");
+    let private = line("/private");
+    assert!(
+        !private.contains("shared:") && !private.contains("master:"),
+        "{private}"
+    );
+    let out = run_sh("prop2", "awk '$5 == \"/\"' /proc/self/mountinfo", |b| {
+        b.config["linux"]["rootfsPropagation"] = json!("private");
+    });
+    assert!(
+        !out.contains("shared:") && !out.contains("master:"),
+        "rootfsPropagation=private: {out}"
+    );
+}
+
+#[test]
+fn devices_in_a_user_namespace_are_bound_from_the_host() {
+    let out = run_sh(
+        "udev",
+        "stat -c '%t:%T' /dev/null /dev/zero; echo x > /dev/null && echo NULL_OK",
+        |b| {
+            b.config["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+            b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+            // gid=5 is not mapped in this namespace.
+            for m in b.config["mounts"].as_array_mut().unwrap() {
+                if m["destination"] == "/dev/pts" {
+                    m["options"] = json!([
+                        "nosuid",
+                        "noexec",
+                        "newinstance",
+                        "ptmxmode=0666",
+                        "mode=0620"
+                    ]);
+                }
+            }
+        },
+    );
+    assert!(out.starts_with("1:3\n1:5\n"), "{out}");
+    assert!(out.contains("NULL_OK"));
+}
+
+#[test]
+fn the_containers_cgroup_is_its_sys_fs_cgroup() {
+    let out = run_sh(
+        "cgv",
+        "cat /sys/fs/cgroup/pids/pids.max; grep -c . /sys/fs/cgroup/pids/cgroup.procs",
+        |b| {
+            b.config["linux"]["resources"]["pids"] = json!({"limit": 77});
+        },
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "77", "{out}");
+}
+
+#[test]
+fn no_new_privileges_flag() {
+    let out = run_sh("nnp", "grep NoNewPrivs /proc/self/status", |b| {
+        b.config["process"]["noNewPrivileges"] = json!(true)
+    });
+    assert_eq!(field(&out, "NoNewPrivs:"), "1");
+    let out = run_sh("nnp0", "grep NoNewPrivs /proc/self/status", |b| {
+        b.config["process"]["noNewPrivileges"] = json!(false)
+    });
+    assert_eq!(field(&out, "NoNewPrivs:"), "0");
+}

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod container;
+pub mod failpoint;
 pub mod foreground;
 pub mod hooks;
 pub mod logging;

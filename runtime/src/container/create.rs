@@ -23,7 +23,7 @@ use crate::namespaces;
 use crate::process::spawn::{self, SpawnConfig, Spawned};
 use crate::process::{spec_process, InitPlan};
 use crate::sync::{self, Msg};
-use crate::{cgroups, config, sealed_exe};
+use crate::{cgroups, config, failpoint, sealed_exe};
 
 /// Options of `create` (and of `run`).
 #[derive(Clone, Debug, Default)]
@@ -127,6 +127,7 @@ pub fn create(o: &CreateOpts, console: Option<UnixStream>) -> Result<Created> {
     };
     let dir = guard.dir.as_ref().expect("set above");
     dir.save(&state)?;
+    failpoint::hit("create-after-state-dir");
 
     let exe = sealed_exe::open(&o.root)?;
     // Bound through the directory's descriptor: the socket path stays short
@@ -155,8 +156,10 @@ pub fn create(o: &CreateOpts, console: Option<UnixStream>) -> Result<Created> {
         &mut guard.spawned,
     )?;
     drop(exe);
+    failpoint::hit("create-after-spawn");
     guard.cgroup = Some(cgroup_path.clone());
     cgroups::create(&cgroup_path, &state.config, pid)?;
+    failpoint::hit("create-after-cgroup");
     if let Some(adj) = process.oom_score_adj() {
         let p = format!("/proc/{pid}/oom_score_adj");
         fs::write(&p, adj.to_string()).with_context(|| format!("write {p}"))?;
@@ -184,6 +187,7 @@ pub fn create(o: &CreateOpts, console: Option<UnixStream>) -> Result<Created> {
     parent.send_with_fds(&Msg::Plan(Box::new(plan)), &fds)?;
     drop(listener);
     drop(console);
+    failpoint::hit("create-after-plan");
     let hooks = state.config.hooks().clone().unwrap_or_default();
     loop {
         match parent.recv_with_fds()? {
@@ -199,6 +203,7 @@ pub fn create(o: &CreateOpts, console: Option<UnixStream>) -> Result<Created> {
                 };
                 #[allow(deprecated)]
                 let prestart = hooks.prestart().clone().unwrap_or_default();
+                failpoint::hit("create-in-hooks");
                 hooks::run_all("prestart", &prestart, &hs)?;
                 hooks::run_all(
                     "createRuntime",
@@ -212,11 +217,13 @@ pub fn create(o: &CreateOpts, console: Option<UnixStream>) -> Result<Created> {
             Some((m, _)) => bail!("setup protocol: unexpected {m:?}"),
         }
     }
+    failpoint::hit("create-after-ready");
     state.pid = pid;
     state.pid_start_time = proc_stat(pid)
         .map(|s| s.start_time)
         .context("container init vanished")?;
     dir.save(&state)?;
+    failpoint::hit("create-after-state");
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid)?;
     }

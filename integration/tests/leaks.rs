@@ -1,0 +1,111 @@
+//! Leak checks: many `run`/`delete` cycles and many `exec`s leave the
+//! caller's descriptors, the host's mounts, the cgroups, zombies and the
+//! files under `--root` exactly as they were. `BERTH_STRESS_TRIALS` sets the
+//! number of cycles (default 50, as in CI; 1000 for the full run).
+
+use berth_integration::{cgroup_dirs, Bundle, Container, TEST_CGROUP_PARENT};
+
+fn trials() -> usize {
+    std::env::var("BERTH_STRESS_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn mount_count() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+fn zombie_children() -> usize {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|s| {
+            let rest = &s[s.rfind(')').unwrap() + 2..];
+            let f: Vec<&str> = rest.split(' ').collect();
+            f[0] == "Z" && f[1] == me
+        })
+        .count()
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn run_delete_cycles_leak_nothing() {
+    let mut b = Bundle::new(&["true"]);
+    let c = Container::new("leak", &mut b);
+    let bundle = b.path().to_str().unwrap().to_string();
+    // One cycle first, so lazily created things (the root, its .empty) exist.
+    c.ok(&["run", "-b", &bundle, &c.id]);
+    let (fds, mounts, root_files) = (open_fds(), mount_count(), files_under(c.root.path()));
+    for _ in 0..trials() {
+        c.ok(&["run", "-b", &bundle, &c.id]);
+    }
+    assert_eq!(open_fds(), fds, "descriptors of the caller");
+    assert_eq!(mount_count(), mounts, "host mounts");
+    assert_eq!(files_under(c.root.path()), root_files, "files under --root");
+    assert_eq!(zombie_children(), 0, "zombies");
+    assert!(c.cgroup_dirs().is_empty(), "cgroup left");
+}
+
+#[test]
+fn execs_leak_nothing() {
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let c = Container::new("leakx", &mut b);
+    c.ok(&["run", "-d", "-b", b.path().to_str().unwrap(), &c.id]);
+    c.ok(&["exec", &c.id, "true"]);
+    let procs = |c: &Container| -> usize {
+        cgroup_dirs(&format!("{TEST_CGROUP_PARENT}/{}", c.id))
+            .iter()
+            .find(|d| d.to_string_lossy().contains("/pids/"))
+            .map(|d| {
+                std::fs::read_to_string(d.join("cgroup.procs"))
+                    .unwrap()
+                    .lines()
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let (fds, mounts, root_files, nprocs) = (
+        open_fds(),
+        mount_count(),
+        files_under(c.root.path()),
+        procs(&c),
+    );
+    let init = c.state()["pid"].as_i64().unwrap();
+    let init_fds = std::fs::read_dir(format!("/proc/{init}/fd"))
+        .unwrap()
+        .count();
+    for _ in 0..trials() {
+        c.ok(&["exec", &c.id, "true"]);
+    }
+    assert_eq!(open_fds(), fds, "descriptors of the caller");
+    assert_eq!(mount_count(), mounts, "host mounts");
+    assert_eq!(files_under(c.root.path()), root_files, "files under --root");
+    assert_eq!(procs(&c), nprocs, "processes in the container's cgroup");
+    assert_eq!(
+        std::fs::read_dir(format!("/proc/{init}/fd"))
+            .unwrap()
+            .count(),
+        init_fds,
+        "descriptors of the container's init"
+    );
+    assert_eq!(zombie_children(), 0, "zombies");
+}

@@ -456,3 +456,24 @@ fn no_new_privileges_flag() {
     });
     assert_eq!(field(&out, "NoNewPrivs:"), "0");
 }
+
+#[test]
+fn scheduler_io_priority_affinity_and_personality() {
+    let script = "echo POLICY=$(cut -d' ' -f41 /proc/self/stat); echo NICE=$(cut -d' ' -f19 /proc/self/stat); \
+                  echo CPUS=$(grep Cpus_allowed_list /proc/self/status | cut -f2); echo ARCH=$(uname -m); \
+                  ionice -p $$ | sed 's/^/IO=/'";
+    let out = run_sh("sched", script, |b| {
+        b.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+        b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+        b.config["process"]["execCPUAffinity"] = json!({"final": "0"});
+        b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    });
+    assert_eq!(field(&out, "POLICY="), "3", "SCHED_BATCH: {out}");
+    assert_eq!(field(&out, "NICE="), "7", "{out}");
+    assert_eq!(field(&out, "CPUS="), "0", "{out}");
+    assert!(
+        field(&out, "ARCH=").starts_with('i'),
+        "LINUX32 personality: {out}"
+    );
+    assert!(field(&out, "IO=").starts_with("idle"), "{out}");
+}

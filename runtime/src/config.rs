@@ -119,6 +119,15 @@ pub fn validate(spec: &Spec) -> Result<()> {
     {
         validate_container_path("masked/readonly path", Path::new(p))?;
     }
+    if linux.intel_rdt().is_some() {
+        bail!("config.json: linux.intelRdt is not supported by berth (no resctrl on this host)");
+    }
+    if linux.memory_policy().is_some() {
+        bail!("config.json: linux.memoryPolicy is not supported by berth yet");
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        bail!("config.json: linux.netDevices is not supported by berth yet");
+    }
     if linux.seccomp().is_some() {
         bail!("config.json: linux.seccomp is not supported by berth yet");
     }

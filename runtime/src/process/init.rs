@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
-use super::{caps, rlimits, user, InitPlan, INIT_FD_ENV};
+use super::{caps, rlimits, sched, user, InitPlan, INIT_FD_ENV};
 use crate::console::{self, WinSize};
 use crate::hooks::{self, HookState};
 use crate::namespaces;
@@ -69,6 +69,22 @@ fn run(chan: &Channel) -> Result<Infallible> {
     // may reach the container.
     sys::cloexec_from(3 + plan.preserve_fds).context("close_range")?;
     nix::unistd::setsid().context("setsid")?;
+    if let Some(cpus) = plan
+        .process
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.initial().clone())
+    {
+        sched::set_affinity(&cpus)?;
+    }
+    if let Some(p) = plan
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.personality().as_ref())
+    {
+        sched::apply_personality(p)?;
+    }
     let mut fds = fds.into_iter();
     if plan.exec {
         let pidfd = fds
@@ -220,6 +236,14 @@ pub struct Prepared {
 /// directory and resolves the executable; what remains is `execve`.
 pub fn prepare_process(process: &Process, extra_env: &[String]) -> Result<Prepared> {
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
+    // Scheduling first: raising priorities needs the capabilities the user
+    // switch below may drop.
+    if let Some(s) = process.scheduler() {
+        sched::apply_scheduler(s)?;
+    }
+    if let Some(io) = process.io_priority() {
+        sched::apply_io_priority(io.class(), io.priority())?;
+    }
     let caps = caps::plan(process.capabilities().as_ref())?;
     caps::drop_bounding(&caps)?;
     let u = process.user();
@@ -232,6 +256,13 @@ pub fn prepare_process(process: &Process, extra_env: &[String]) -> Result<Prepar
         }
     }
     enter_cwd(process.cwd())?;
+    if let Some(cpus) = process
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.cpu_affinity_final().clone())
+    {
+        sched::set_affinity(&cpus)?;
+    }
 
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     env.extend(extra_env.iter().cloned());

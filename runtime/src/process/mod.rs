@@ -5,6 +5,7 @@
 pub mod caps;
 pub mod init;
 pub mod rlimits;
+pub mod sched;
 pub mod spawn;
 pub mod user;
 

@@ -477,3 +477,18 @@ fn scheduler_io_priority_affinity_and_personality() {
     );
     assert!(field(&out, "IO=").starts_with("idle"), "{out}");
 }
+
+#[test]
+fn tmpcopyup_fills_the_tmpfs_with_what_was_there() {
+    let out = run_sh("cpup", "grep -c root /etc/passwd; ls -l /etc/link | sed 's/.*-> //'; echo x > /etc/new && echo WRITABLE; \
+                               awk '$5 == \"/etc\"' /proc/self/mountinfo | grep -c tmpfs", |b| {
+        std::os::unix::fs::symlink("/nonexistent/target", b.rootfs().join("etc/link")).unwrap();
+        b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "nosuid"]}));
+    });
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["1", "/nonexistent/target", "WRITABLE", "1"],
+        "{out}"
+    );
+}

@@ -6,6 +6,7 @@
 //! after it: read-only and masked paths, read-only root.
 
 pub mod cgroupfs;
+pub mod copyup;
 pub mod devices;
 pub mod masked;
 pub mod mount;

@@ -136,8 +136,8 @@ pub fn apply_propagation(fd: BorrowedFd, props: &[libc::c_ulong]) -> Result<()> 
 }
 
 fn filesystem(ctx: &MountCtx, m: &Mount, fstype: &str, opts: &MountOptions) -> Result<()> {
-    if opts.tmpcopyup {
-        bail!("mount option \"tmpcopyup\" is not supported by berth yet");
+    if opts.tmpcopyup && fstype != "tmpfs" {
+        bail!("mount option \"tmpcopyup\" only applies to tmpfs");
     }
     let dest = m.destination();
     // procfs and sysfs decide what the container can see of the host: their
@@ -154,6 +154,12 @@ fn filesystem(ctx: &MountCtx, m: &Mount, fstype: &str, opts: &MountOptions) -> R
         )?
     } else {
         resolve::mkdir_all(ctx.root, dest, 0o755)?
+    };
+    // What the directory holds before the tmpfs covers it.
+    let underneath = if opts.tmpcopyup {
+        Some(super::copyup::readable(&target)?)
+    } else {
+        None
     };
     let source = m
         .source()
@@ -197,6 +203,10 @@ fn filesystem(ctx: &MountCtx, m: &Mount, fstype: &str, opts: &MountOptions) -> R
             return bind_fd(host.as_fd(), target.as_fd(), &o);
         }
         Err(e) => return Err(e).context("mount"),
+    }
+    if let Some(old) = underneath {
+        let mounted = super::copyup::readable(&reopen(ctx.root, dest)?)?;
+        super::copyup::copy_tree(&old, &mounted).context("tmpcopyup")?;
     }
     if !opts.propagation.is_empty() {
         let mounted = reopen(ctx.root, dest)?;

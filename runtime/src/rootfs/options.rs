@@ -104,7 +104,7 @@ pub fn known() -> Vec<&'static str> {
     ]);
     all.extend(RECURSIVE.iter().map(|(n, _, _)| *n));
     all.extend(RECURSIVE_ATIME.iter().map(|(n, _)| *n));
-    all.push("ratime");
+    all.extend(["ratime", "tmpcopyup"]);
     all.sort_unstable();
     all
 }

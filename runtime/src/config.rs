@@ -119,8 +119,11 @@ pub fn validate(spec: &Spec) -> Result<()> {
     {
         validate_container_path("masked/readonly path", Path::new(p))?;
     }
-    if linux.seccomp().is_some() {
-        bail!("config.json: linux.seccomp is not supported by berth yet");
+    if let Some(s) = linux.seccomp() {
+        let p = crate::seccomp::prepare(s).context("config.json: linux.seccomp")?;
+        for name in &p.policy.unknown_names {
+            crate::logging::warn(&format!("unknown seccomp syscall {name:?} ignored"));
+        }
     }
     if let Some(profile) = process.apparmor_profile() {
         if !profile.is_empty() {

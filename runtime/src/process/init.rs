@@ -30,6 +30,7 @@ use crate::console::{self, WinSize};
 use crate::hooks::{self, HookState};
 use crate::namespaces;
 use crate::rootfs::{self, resolve, RootfsCtx};
+use crate::seccomp;
 use crate::sync::{Channel, Msg};
 use crate::{sys, sysctl};
 
@@ -100,6 +101,15 @@ fn run(chan: &Channel) -> Result<Infallible> {
         annotations: spec.annotations().as_ref(),
     };
     let hooks = spec.hooks().clone().unwrap_or_default();
+    // seccomp: compiled now, and the NOTIFY agent reached while the host's
+    // paths are still visible; loaded by prepare_process.
+    let mut seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(seccomp::Installer::new(
+            s,
+            serde_json::to_value(state("creating")).context("container state")?,
+        )?),
+        None => None,
+    };
     let setup_root = ns.creates(LinuxNamespaceType::Mount);
     if setup_root {
         rootfs::prepare(&RootfsCtx {
@@ -150,7 +160,7 @@ fn run(chan: &Channel) -> Result<Infallible> {
         rootfs::finalize(spec)?;
     }
 
-    let prepared = prepare_process(process, &plan.extra_env)?;
+    let prepared = prepare_process(process, &plan.extra_env, seccomp.as_mut())?;
     chan.send(&Msg::Ready)?;
 
     let mut conn = wait_for_start(&listener)?;
@@ -178,15 +188,27 @@ pub struct Prepared {
 }
 
 /// Sets rlimits, switches user and capabilities, enters the working
-/// directory and resolves the executable; what remains is `execve`.
-pub fn prepare_process(process: &Process, extra_env: &[String]) -> Result<Prepared> {
+/// directory, resolves the executable and loads the seccomp filter; what
+/// remains is `execve`.
+pub fn prepare_process(
+    process: &Process,
+    extra_env: &[String],
+    mut seccomp: Option<&mut seccomp::Installer>,
+) -> Result<Prepared> {
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
     let caps = caps::plan(process.capabilities().as_ref())?;
     caps::drop_bounding(&caps)?;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    // seccomp, without no_new_privs: loading a filter then needs
+    // CAP_SYS_ADMIN, so it happens before the user and capability switch
+    // (and no_new_privs stays clear, as the config asks).
+    if let Some(s) = seccomp.as_mut().filter(|_| !nnp) {
+        s.install()?;
+    }
     let u = process.user();
     user::switch(u, setgroups_allowed())?;
     caps::apply(&caps)?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
             return Err(std::io::Error::last_os_error()).context("prctl(PR_SET_NO_NEW_PRIVS)");
@@ -203,11 +225,17 @@ pub fn prepare_process(process: &Process, extra_env: &[String]) -> Result<Prepar
     let args = process.args().clone().unwrap_or_default();
     let path = lookup(&args[0], path_var)?;
     let cs = |s: &str| CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"));
-    Ok(Prepared {
+    let prepared = Prepared {
         path: CString::new(path.as_os_str().as_encoded_bytes()).context("executable path")?,
         args: args.iter().map(|a| cs(a)).collect::<Result<_>>()?,
         env: env.iter().map(|e| cs(e)).collect::<Result<_>>()?,
-    })
+    };
+    // seccomp, with no_new_privs: as late as possible, so the profile
+    // constrains as little of berth's own setup as possible (as runc).
+    if let Some(s) = seccomp.filter(|_| nnp) {
+        s.install()?;
+    }
+    Ok(prepared)
 }
 
 /// Resets signals, closes what must not leak, and runs the process.

@@ -105,9 +105,6 @@ pub struct Prepared {
 /// before anything is created on the host.
 pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared> {
     let policy = Policy::from_oci(s)?;
-    for name in &policy.unknown_names {
-        crate::logging::warn(&format!("unknown seccomp syscall {name:?} ignored"));
-    }
     let mut flags = 0;
     for f in s.flags().iter().flatten() {
         let (_, _, bit) = load::FLAGS

@@ -199,6 +199,7 @@ struct Oracles<'a> {
 
 /// Compares berth and libseccomp on every sample; panics on a difference
 /// that the oracles do not explain (none are given for real profiles).
+#[allow(clippy::too_many_arguments)]
 fn compare(
     what: &str,
     profile: &Value,

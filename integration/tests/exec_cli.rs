@@ -351,3 +351,27 @@ fn spec_output_runs_as_is() {
         let _ = std::fs::remove_dir(d);
     }
 }
+
+#[test]
+fn exec_gets_the_containers_seccomp_filter() {
+    let (_b, c) = running("exsc", |b| {
+        b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    let out = c.berth(&[
+        "exec",
+        &c.id,
+        "sh",
+        "-c",
+        "mkdir /tmp/x; echo rc=$?; grep Seccomp: /proc/self/status",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("rc=1"),
+        "mkdir was not refused in exec: {text}"
+    );
+    assert!(text.contains("Seccomp:\t2"), "{text}");
+}

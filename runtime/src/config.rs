@@ -128,8 +128,11 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
         bail!("config.json: linux.netDevices is not supported by berth yet");
     }
-    if linux.seccomp().is_some() {
-        bail!("config.json: linux.seccomp is not supported by berth yet");
+    if let Some(s) = linux.seccomp() {
+        let p = crate::seccomp::prepare(s).context("config.json: linux.seccomp")?;
+        for name in &p.policy.unknown_names {
+            crate::logging::warn(&format!("unknown seccomp syscall {name:?} ignored"));
+        }
     }
     if let Some(profile) = process.apparmor_profile() {
         if !profile.is_empty() {

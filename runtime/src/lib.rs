@@ -20,6 +20,7 @@ pub mod namespaces;
 pub mod process;
 pub mod rootfs;
 pub mod sealed_exe;
+pub mod seccomp;
 pub mod signals;
 pub mod sync;
 pub mod sys;

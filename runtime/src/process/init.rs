@@ -30,6 +30,7 @@ use crate::console::{self, WinSize};
 use crate::hooks::{self, HookState};
 use crate::namespaces;
 use crate::rootfs::{self, resolve, RootfsCtx};
+use crate::seccomp;
 use crate::sync::{Channel, Msg};
 use crate::{sys, sysctl};
 
@@ -95,6 +96,28 @@ fn run(chan: &Channel) -> Result<Infallible> {
         } else {
             None
         };
+        // The container's filter; a NOTIFY agent is reached while the host's
+        // paths are still visible (before joining the mount namespace).
+        let seccomp = match plan
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+        {
+            Some(s) => {
+                let state = HookState {
+                    oci_version: oci_spec::runtime::VERSION,
+                    id: &plan.id,
+                    status: "running",
+                    pid: Some(plan.host_pid),
+                    bundle: &plan.bundle,
+                    annotations: plan.spec.annotations().as_ref(),
+                };
+                let state = serde_json::to_value(state).context("container state")?;
+                Some(seccomp::Installer::new(s, state)?)
+            }
+            None => None,
+        };
         if plan.exec_ns_flags != 0 {
             super::spawn::setns_pidfd(&pidfd, plan.exec_ns_flags)
                 .context("join the container's namespaces")?;
@@ -103,7 +126,7 @@ fn run(chan: &Channel) -> Result<Infallible> {
             super::spawn::become_ns_root()?;
         }
         drop(pidfd);
-        return exec_process(&plan, console_socket);
+        return exec_process(&plan, console_socket, seccomp);
     }
     let listener = UnixListener::from(fds.next().context("start socket missing")?);
     let console_socket = if plan.console {
@@ -134,6 +157,15 @@ fn run(chan: &Channel) -> Result<Infallible> {
         annotations: spec.annotations().as_ref(),
     };
     let hooks = spec.hooks().clone().unwrap_or_default();
+    // seccomp: compiled now, and the NOTIFY agent reached while the host's
+    // paths are still visible; loaded by prepare_process.
+    let mut seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(seccomp::Installer::new(
+            s,
+            serde_json::to_value(state("creating")).context("container state")?,
+        )?),
+        None => None,
+    };
     let setup_root = ns.creates(LinuxNamespaceType::Mount);
     if setup_root {
         rootfs::prepare(&RootfsCtx {
@@ -184,7 +216,7 @@ fn run(chan: &Channel) -> Result<Infallible> {
         rootfs::finalize(spec)?;
     }
 
-    let prepared = prepare_process(process, &plan.extra_env)?;
+    let prepared = prepare_process(process, &plan.extra_env, seccomp.as_mut())?;
     chan.send(&Msg::Ready)?;
 
     let mut conn = wait_for_start(&listener)?;
@@ -207,7 +239,11 @@ fn run(chan: &Channel) -> Result<Infallible> {
 /// `berth exec`: the process already sits in the container's namespaces and
 /// cgroup; set it up and run it. The parent learns of success when the
 /// channel (close-on-exec) closes without an error message.
-fn exec_process(plan: &InitPlan, console_socket: Option<OwnedFd>) -> Result<Infallible> {
+fn exec_process(
+    plan: &InitPlan,
+    console_socket: Option<OwnedFd>,
+    mut seccomp: Option<seccomp::Installer>,
+) -> Result<Infallible> {
     let process = &plan.process;
     if process.terminal().unwrap_or(false) {
         let socket = console_socket
@@ -221,7 +257,7 @@ fn exec_process(plan: &InitPlan, console_socket: Option<OwnedFd>) -> Result<Infa
         console::make_controlling(&slave)?;
     }
     drop(console_socket);
-    let prepared = prepare_process(process, &plan.extra_env)?;
+    let prepared = prepare_process(process, &plan.extra_env, seccomp.as_mut())?;
     exec(&prepared, plan.preserve_fds)
 }
 
@@ -233,8 +269,13 @@ pub struct Prepared {
 }
 
 /// Sets rlimits, switches user and capabilities, enters the working
-/// directory and resolves the executable; what remains is `execve`.
-pub fn prepare_process(process: &Process, extra_env: &[String]) -> Result<Prepared> {
+/// directory, resolves the executable and loads the seccomp filter; what
+/// remains is `execve`.
+pub fn prepare_process(
+    process: &Process,
+    extra_env: &[String],
+    mut seccomp: Option<&mut seccomp::Installer>,
+) -> Result<Prepared> {
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
     // Scheduling first: raising priorities needs the capabilities the user
     // switch below may drop.
@@ -246,10 +287,17 @@ pub fn prepare_process(process: &Process, extra_env: &[String]) -> Result<Prepar
     }
     let caps = caps::plan(process.capabilities().as_ref())?;
     caps::drop_bounding(&caps)?;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    // seccomp, without no_new_privs: loading a filter then needs
+    // CAP_SYS_ADMIN, so it happens before the user and capability switch
+    // (and no_new_privs stays clear, as the config asks).
+    if let Some(s) = seccomp.as_mut().filter(|_| !nnp) {
+        s.install()?;
+    }
     let u = process.user();
     user::switch(u, setgroups_allowed())?;
     caps::apply(&caps)?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
             return Err(std::io::Error::last_os_error()).context("prctl(PR_SET_NO_NEW_PRIVS)");
@@ -273,11 +321,17 @@ pub fn prepare_process(process: &Process, extra_env: &[String]) -> Result<Prepar
     let args = process.args().clone().unwrap_or_default();
     let path = lookup(&args[0], path_var)?;
     let cs = |s: &str| CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"));
-    Ok(Prepared {
+    let prepared = Prepared {
         path: CString::new(path.as_os_str().as_encoded_bytes()).context("executable path")?,
         args: args.iter().map(|a| cs(a)).collect::<Result<_>>()?,
         env: env.iter().map(|e| cs(e)).collect::<Result<_>>()?,
-    })
+    };
+    // seccomp, with no_new_privs: as late as possible, so the profile
+    // constrains as little of berth's own setup as possible (as runc).
+    if let Some(s) = seccomp.filter(|_| nnp) {
+        s.install()?;
+    }
+    Ok(prepared)
 }
 
 /// Resets signals, closes what must not leak, and runs the process.

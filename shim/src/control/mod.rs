@@ -252,65 +252,85 @@ impl Server {
     /// client takes without blocking.
     fn fill_and_flush(&mut self, core: &mut Core) {
         for c in &mut self.conns {
-            if c.dead {
-                continue;
+            if !c.dead {
+                flush_conn(core, c);
             }
-            if let Mode::Stream {
-                sub, ended: false, ..
-            } = c.mode
-            {
-                while c.pending_out() < OUT_AHEAD {
-                    let Some(o) = core.pop_output(sub) else { break };
-                    let last = match o {
-                        Output::Data(s, d) => {
-                            let kind = match s {
-                                crate::Stream::Stdout => FRAME_STDOUT,
-                                crate::Stream::Stderr => FRAME_STDERR,
-                            };
-                            push_frame(&mut c.out, kind, &d);
-                            false
-                        }
-                        Output::Dropped { stdout, stderr } => {
-                            let p = json!({"stdout_bytes": stdout, "stderr_bytes": stderr});
-                            push_frame(&mut c.out, FRAME_DROPPED, p.to_string().as_bytes());
-                            true
-                        }
-                        Output::Exit(e) => {
-                            push_frame(&mut c.out, FRAME_EXIT, e.to_json().to_string().as_bytes());
-                            true
-                        }
-                    };
-                    if last {
-                        if let Mode::Stream { ended, .. } = &mut c.mode {
-                            *ended = true;
-                        }
-                        c.closing = true;
-                        core.unsubscribe(sub);
-                        break;
-                    }
-                }
-            }
-            while c.pending_out() > 0 {
-                match nix::unistd::write(&c.sock, &c.out[c.out_pos..]) {
-                    Ok(n) => c.out_pos += n,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(nix::errno::Errno::EAGAIN) => break,
-                    Err(_) => {
-                        drop_conn(core, c);
-                        break;
-                    }
-                }
-            }
-            if c.out_pos == c.out.len() {
-                c.out.clear();
-                c.out_pos = 0;
-                if c.closing {
+        }
+    }
+}
+
+/// Moves output to the client until its socket is full or nothing is left.
+/// (Stopping after one round while output is still queued would leave the
+/// client with nothing to wait for, and it would be dropped as too slow.)
+fn flush_conn(core: &mut Core, c: &mut Conn) {
+    loop {
+        fill(core, c);
+        if c.pending_out() == 0 {
+            break;
+        }
+        while c.pending_out() > 0 {
+            match nix::unistd::write(&c.sock, &c.out[c.out_pos..]) {
+                Ok(n) => c.out_pos += n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(_) => {
                     drop_conn(core, c);
+                    return;
                 }
-            } else if c.out_pos > OUT_AHEAD {
+            }
+        }
+        if c.pending_out() > 0 {
+            // The socket is full: POLLOUT brings us back.
+            if c.out_pos > OUT_AHEAD {
                 c.out.drain(..c.out_pos);
                 c.out_pos = 0;
             }
+            return;
+        }
+        c.out.clear();
+        c.out_pos = 0;
+    }
+    if c.closing {
+        drop_conn(core, c);
+    }
+}
+
+/// Encodes the queued output of a streaming client, up to [`OUT_AHEAD`].
+fn fill(core: &mut Core, c: &mut Conn) {
+    let Mode::Stream {
+        sub, ended: false, ..
+    } = c.mode
+    else {
+        return;
+    };
+    while c.pending_out() < OUT_AHEAD {
+        let Some(o) = core.pop_output(sub) else { break };
+        let last = match o {
+            Output::Data(s, d) => {
+                let kind = match s {
+                    crate::Stream::Stdout => FRAME_STDOUT,
+                    crate::Stream::Stderr => FRAME_STDERR,
+                };
+                push_frame(&mut c.out, kind, &d);
+                false
+            }
+            Output::Dropped { stdout, stderr } => {
+                let p = json!({"stdout_bytes": stdout, "stderr_bytes": stderr});
+                push_frame(&mut c.out, FRAME_DROPPED, p.to_string().as_bytes());
+                true
+            }
+            Output::Exit(e) => {
+                push_frame(&mut c.out, FRAME_EXIT, e.to_json().to_string().as_bytes());
+                true
+            }
+        };
+        if last {
+            if let Mode::Stream { ended, .. } = &mut c.mode {
+                *ended = true;
+            }
+            c.closing = true;
+            core.unsubscribe(sub);
+            break;
         }
     }
 }

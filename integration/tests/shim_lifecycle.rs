@@ -51,10 +51,13 @@ fn caller_dies(rt: Runtime) {
         &b,
         &["--log-path", t.log_path().to_str().unwrap(), "--start"],
     );
-    let mut caller = Command::new("sh");
+    // The caller leads its own process group and kills the whole group (as
+    // a closing terminal would) right after the shim returned.
+    let mut caller = Command::new("setsid");
     caller
+        .arg("sh")
         .arg("-c")
-        .arg("\"$0\" \"$@\" && kill -KILL $$")
+        .arg("\"$0\" \"$@\" && kill -KILL 0")
         .arg(shim.get_program())
         .args(shim.get_args());
     let out = capture(caller);

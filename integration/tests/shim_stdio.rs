@@ -96,7 +96,7 @@ fn flood_of_512_mib_loses_no_byte() {
             "--log-path",
             t.log_path().to_str().unwrap(),
             "--client-timeout",
-            "300",
+            "1500",
         ],
     );
 
@@ -126,7 +126,7 @@ fn flood_of_512_mib_loses_no_byte() {
     });
     let slow_seed = seed.clone();
     let slow_thread = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(2500));
+        std::thread::sleep(Duration::from_millis(3500));
         let mut exp = Expected::new(&slow_seed, BLOCKS);
         loop {
             let (kind, payload) = slow.frame().expect("stream ends with a frame");

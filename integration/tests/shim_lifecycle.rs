@@ -170,6 +170,13 @@ fn control_requests_drive_the_container_with_several_clients() {
     let mut b = Bundle::new(&["sh", "-c", "echo started; sleep 1000"]);
     let t = ShimTest::new("shcr", Runtime::Berth, &mut b);
     t.start_ok(&b, &[]);
+    // Whoever reaches the socket can exec in the container: root only.
+    let mode = |p: std::path::PathBuf| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o777
+    };
+    assert_eq!(mode(t.state_dir()), 0o700);
+    assert_eq!(mode(t.state_dir().join("shim.sock")), 0o600);
     let st = t.request(json!({"op": "state"}));
     assert_eq!(st["ok"], true);
     assert_eq!(st["status"], "created");

@@ -205,8 +205,14 @@ fn make_state_dir(dir: &Path) -> Result<bool> {
             Ok(false)
         }
         Err(_) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("create state dir {}", dir.display()))?;
+            // Only root may reach the control socket: it runs processes in
+            // the container.
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(dir)
+            .with_context(|| format!("create state dir {}", dir.display()))?;
             Ok(true)
         }
     }

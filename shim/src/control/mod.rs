@@ -91,6 +91,9 @@ impl Server {
         let listener = UnixListener::bind(&path)
             .with_context(|| format!("bind control socket {}", path.display()))?;
         listener.set_nonblocking(true).context("control socket")?;
+        // Whoever can connect can exec in the container: owner only.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .with_context(|| format!("chmod {}", path.display()))?;
         Ok(Server {
             listener: Some(listener),
             path,

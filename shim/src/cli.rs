@@ -55,7 +55,7 @@ OPTIONS
   -h, --help              this text
   -V, --version           the version
 
-STATE DIRECTORY
+STATE DIRECTORY (mode 0700; shim.sock 0600: it can exec in the container)
   shim.sock   control socket         shim.json  how the shim was started
   shim.pid    the shim's pid         pid        the container's pid
   shim.log    the shim's own errors  exit.json  {pid, exit_code (128+N if killed

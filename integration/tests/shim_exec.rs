@@ -1,0 +1,124 @@
+//! berth-shim: `exec` through `RUNTIME exec`, with its own stdio and exit
+//! status. Tested with runc and crun; berth's `exec` is not there yet.
+
+use berth_integration::shim::{cri_payload, cri_records, frame, Runtime, ShimTest};
+use berth_integration::Bundle;
+use serde_json::json;
+
+macro_rules! per_runtime {
+    ($name:ident, $body:ident, [$($rt:ident),*]) => {
+        mod $name {
+            $(
+                #[test]
+                #[allow(non_snake_case)]
+                fn $rt() {
+                    super::$body(berth_integration::shim::Runtime::$rt);
+                }
+            )*
+        }
+    };
+}
+
+per_runtime!(
+    exec_has_its_own_stdio_and_exit_status,
+    exec_stdio,
+    [Runc, Crun]
+);
+
+fn exec_stdio(rt: Runtime) {
+    let mut b = Bundle::new(&["sh", "-c", "echo main; sleep 1000"]);
+    let t = ShimTest::new("shex", rt, &mut b);
+    t.start_ok(
+        &b,
+        &["--log-path", t.log_path().to_str().unwrap(), "--start"],
+    );
+
+    // Arguments, separate streams, exit code.
+    let mut c = t.connect();
+    let v =
+        c.request(&json!({"op": "exec", "args": ["sh", "-c", "echo out; echo err >&2; exit 7"]}));
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["pid"].as_i64().unwrap() > 0);
+    let (out, err, last) = c.collect();
+    assert_eq!(
+        (out.as_slice(), err.as_slice()),
+        (&b"out\n"[..], &b"err\n"[..])
+    );
+    let (kind, exit) = last.unwrap();
+    assert_eq!(kind, frame::EXIT);
+    assert_eq!(exit["exit_code"], 7);
+    assert_eq!(exit["pid"], v["pid"]);
+
+    // Input, and its end.
+    let mut c = t.connect();
+    assert_eq!(
+        c.request(&json!({"op": "exec", "args": ["cat"], "stdin": true}))["ok"],
+        true
+    );
+    c.send_frame(frame::STDIN, b"abc\n");
+    c.send_frame(frame::STDIN_CLOSE, b"");
+    let (out, _, last) = c.collect();
+    assert_eq!(out, b"abc\n");
+    assert_eq!(last.unwrap().1["exit_code"], 0);
+
+    // Killed by a signal: the real status, reaped by the shim.
+    let mut c = t.connect();
+    assert_eq!(
+        c.request(&json!({"op": "exec", "args": ["sh", "-c", "kill -9 $$"]}))["ok"],
+        true
+    );
+    let exit = c.collect().2.unwrap().1;
+    assert_eq!(
+        (exit["signal"].as_i64(), exit["exit_code"].as_i64()),
+        (Some(9), Some(137)),
+        "{exit}"
+    );
+
+    // A full OCI process.
+    let mut c = t.connect();
+    let process = json!({
+        "args": ["sh", "-c", "echo $FOO; pwd"],
+        "env": ["FOO=bar", "PATH=/bin"],
+        "cwd": "/tmp",
+        "user": {"uid": 0, "gid": 0},
+        "terminal": false,
+    });
+    assert_eq!(
+        c.request(&json!({"op": "exec", "process": process}))["ok"],
+        true
+    );
+    assert_eq!(c.collect().0, b"bar\n/tmp\n");
+
+    // A terminal.
+    let mut c = t.connect();
+    assert_eq!(
+        c.request(&json!({"op": "exec", "args": ["sh", "-c", "tty"], "tty": true}))["ok"],
+        true
+    );
+    let (out, _, last) = c.collect();
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("/dev/pts/"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(last.unwrap().1["exit_code"], 0);
+
+    // A failure comes back as the runtime's error.
+    let v = t.request(json!({"op": "exec", "args": ["/no/such/binary"]}));
+    assert_eq!(v["ok"], false, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("exec failed") && e.contains("/no/such/binary"),
+        "{e}"
+    );
+
+    // The exec'd processes wrote nothing to the container's log.
+    let recs = cri_records(&std::fs::read(t.log_path()).unwrap());
+    assert_eq!(cri_payload(&recs, "stdout"), b"main\n");
+    assert!(cri_payload(&recs, "stderr").is_empty());
+
+    // The ctl client runs the same.
+    let out = t.ctl(&["exec", "sh", "-c", "echo via ctl; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"via ctl\n");
+}

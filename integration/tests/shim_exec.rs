@@ -1,5 +1,5 @@
 //! berth-shim: `exec` through `RUNTIME exec`, with its own stdio and exit
-//! status. Tested with runc and crun; berth's `exec` is not there yet.
+//! status. Tested with berth, runc and crun.
 
 use berth_integration::shim::{cri_payload, cri_records, frame, Runtime, ShimTest};
 use berth_integration::Bundle;
@@ -22,7 +22,7 @@ macro_rules! per_runtime {
 per_runtime!(
     exec_has_its_own_stdio_and_exit_status,
     exec_stdio,
-    [Runc, Crun]
+    [Berth, Runc, Crun]
 );
 
 fn exec_stdio(rt: Runtime) {

@@ -103,9 +103,9 @@ impl std::fmt::Display for PlatformSpec {
 /// What a manifest-ish blob turned out to be.
 pub enum Fetched {
     /// An image manifest.
-    Manifest(ImageManifest),
+    Manifest(Box<ImageManifest>),
     /// An index / manifest list.
-    Index(ImageIndex),
+    Index(Box<ImageIndex>),
 }
 
 /// Parses manifest bytes as a manifest or an index, by the media type given
@@ -195,7 +195,7 @@ impl Image {
     pub fn load(store: &Store, manifest_digest: &Digest) -> Result<Image> {
         let bytes = store.read_blob(manifest_digest)?;
         let manifest = match parse_manifest(&bytes, None)? {
-            Fetched::Manifest(m) => m,
+            Fetched::Manifest(m) => *m,
             Fetched::Index(_) => bail!("{manifest_digest} is an index, not an image manifest"),
         };
         let config_digest = desc_digest(manifest.config())?;

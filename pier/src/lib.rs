@@ -11,8 +11,14 @@
 //!   image's unpacked layers plus a fresh upper directory, and remove it.
 //! - [`pull`], [`push`], [`archive`]: moving images in and out.
 
+pub mod cli;
 pub mod digest;
 pub mod image;
+pub mod progress;
+pub mod pull;
+pub mod push;
 pub mod reference;
+pub mod registry;
+pub mod rootfs;
 pub mod store;
 pub mod unpack;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `pier` binary.
+
+fn main() {
+    std::process::exit(pier::cli::main());
+}

@@ -14,6 +14,7 @@
 //! garbage in `tmp/` (removed by `prune`), never a half-written blob or layer.
 
 mod blobs;
+mod gc;
 mod lock;
 mod names;
 
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{bail, Context, Result};
 
 pub use blobs::{BlobWriter, Expected};
+pub use gc::GcStats;
 pub use lock::Lock;
 pub use names::{NameEntry, Names};
 
@@ -246,6 +248,7 @@ mod tests {
                 NameEntry {
                     manifest: d.clone(),
                     index: None,
+                    source: None,
                 },
             );
             Ok(())

@@ -19,6 +19,10 @@ pub struct NameEntry {
     /// The index (manifest list) the manifest was picked from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<Digest>,
+    /// `registry/repository` the image came from (for cross-repository
+    /// blob mounts on push).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// The whole index.

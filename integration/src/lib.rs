@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{json, Value};
 
+pub mod registry;
+
 /// Parent of every cgroup the tests create (absolute, in every hierarchy).
 pub const TEST_CGROUP_PARENT: &str = "/berth-test";
 

@@ -11,6 +11,7 @@
 //!   image's unpacked layers plus a fresh upper directory, and remove it.
 //! - [`pull`], [`push`], [`archive`]: moving images in and out.
 
+pub mod archive;
 pub mod cli;
 pub mod digest;
 pub mod image;

@@ -5,18 +5,25 @@
 //! While mounted, a lease file in the store's `mounts/` names the layers in
 //! use, so `pier prune` never removes a lower directory under a live mount.
 
+use std::collections::HashSet;
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{fchmod, fstat, futimens, Mode};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchown, Gid, Uid};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::image::Image;
+use crate::image::{Image, Layer};
 use crate::store::Store;
-use crate::unpack::unpack_layer;
+use crate::unpack::safe::open_beneath;
+use crate::unpack::{implicit_dirs, unpack_layer};
 
 /// A mounted rootfs: `DIR/rootfs` over `DIR/upper` and `DIR/work`.
 #[derive(Debug, Clone)]
@@ -90,6 +97,10 @@ impl RootfsMount {
             let _ = std::fs::remove_dir(dir.join("empty"));
             return Err(e);
         }
+        if let Err(e) = fix_implicit_dirs(store, &layers, &m.rootfs) {
+            let _ = RootfsMount::unmount(store, &dir);
+            return Err(e);
+        }
         Ok(m)
     }
 
@@ -123,6 +134,85 @@ impl RootfsMount {
             _ => Ok(()),
         }
     }
+}
+
+/// Gives each directory that the top layer having it only implies (it was
+/// created for entries below it, with no entry of its own) the owner, mode
+/// and times of the same directory in the nearest lower layer that has an
+/// entry for it, as applying the layers in order onto one tree would. The
+/// change is made through the mount, so it lands in the container's upper
+/// directory and the shared layers stay as they are.
+fn fix_implicit_dirs(store: &Store, layers: &[Layer], rootfs: &Path) -> Result<()> {
+    let implicit: Vec<HashSet<PathBuf>> = layers
+        .iter()
+        .map(|l| implicit_dirs(store, &l.diff_id).map(|v| v.into_iter().collect()))
+        .collect::<Result<_>>()?;
+    if implicit.iter().all(|s| s.is_empty()) {
+        return Ok(());
+    }
+    let open_dir = |p: &Path| -> Result<OwnedFd> {
+        let fd = nix::fcntl::open(
+            p,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("open {}", p.display()))?;
+        // SAFETY: a new fd nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let layer_fds: Vec<OwnedFd> = layers
+        .iter()
+        .map(|l| open_dir(&store.layer_path(&l.diff_id)))
+        .collect::<Result<_>>()?;
+    let root = open_dir(rootfs)?;
+    let dir_in = |k: usize, p: &Path| {
+        open_beneath(
+            layer_fds[k].as_raw_fd(),
+            p,
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+        )
+        .ok()
+    };
+    let mut done: HashSet<&PathBuf> = HashSet::new();
+    for set in implicit.iter().rev() {
+        for p in set {
+            if !done.insert(p) {
+                continue;
+            }
+            let Some(top) = (0..layers.len()).rev().find(|&k| dir_in(k, p).is_some()) else {
+                continue;
+            };
+            if !implicit[top].contains(p) {
+                continue;
+            }
+            let src = (0..top)
+                .rev()
+                .find_map(|k| dir_in(k, p).filter(|_| !implicit[k].contains(p)));
+            let Some(src) = src else { continue };
+            let st = fstat(src.as_raw_fd()).with_context(|| format!("stat {}", p.display()))?;
+            // Not there in the merged view (a whiteout above): nothing to do.
+            let Ok(fd) = open_beneath(root.as_raw_fd(), p, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            else {
+                continue;
+            };
+            let what = || format!("set attributes of {}", p.display());
+            fchown(
+                fd.as_raw_fd(),
+                Some(Uid::from_raw(st.st_uid)),
+                Some(Gid::from_raw(st.st_gid)),
+            )
+            .with_context(what)?;
+            fchmod(
+                fd.as_raw_fd(),
+                Mode::from_bits_truncate(st.st_mode & 0o7777),
+            )
+            .with_context(what)?;
+            let atime = TimeSpec::new(st.st_atime, st.st_atime_nsec);
+            let mtime = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
+            futimens(fd.as_raw_fd(), &atime, &mtime).with_context(what)?;
+        }
+    }
+    Ok(())
 }
 
 /// True if `p` is a mount point (its device differs from its parent's, or

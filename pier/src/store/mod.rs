@@ -4,7 +4,8 @@
 //! lock                   flock: shared by every writer, exclusive for prune
 //! names.json, names.lock image names → manifest digests (see `names`)
 //! blobs/sha256/<hex>     content-addressed blobs: manifests, configs, layers
-//! layers/sha256/<hex>/   one unpacked layer per diff-id, shared by images
+//! layers/sha256/<hex>/   one unpacked layer per diff-id, shared by images:
+//!                        fs/ (the files) and implicit (see `unpack`)
 //! mounts/<id>.json       leases: layers in use by a mounted rootfs
 //! tmp/                   temporary files and directories, same filesystem
 //! ```
@@ -125,14 +126,21 @@ impl Store {
         w.commit()
     }
 
-    /// Where the unpacked layer with diff-id `d` lives.
-    pub fn layer_path(&self, d: &Digest) -> PathBuf {
+    /// The directory of the unpacked layer with diff-id `d`: `fs/` (the
+    /// layer's files, an overlayfs lower directory) and `implicit` (see
+    /// [`crate::unpack`]).
+    pub fn layer_dir(&self, d: &Digest) -> PathBuf {
         self.root.join("layers/sha256").join(d.hex())
+    }
+
+    /// The files of the unpacked layer with diff-id `d`.
+    pub fn layer_path(&self, d: &Digest) -> PathBuf {
+        self.layer_dir(d).join("fs")
     }
 
     /// True if the layer with diff-id `d` is unpacked.
     pub fn has_layer(&self, d: &Digest) -> bool {
-        self.layer_path(d).is_dir()
+        self.layer_dir(d).is_dir()
     }
 
     /// A fresh path under `tmp/` (nothing is created there).

@@ -6,6 +6,7 @@
 //! whiteouts: `.wh.NAME` a character device 0:0 named `NAME`, and
 //! `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on its directory.
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -38,14 +39,16 @@ struct Meta {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// Extracts the tar stream `reader` into `dest` (an empty directory) and
-/// returns the reader so the caller can drain what follows the end-of-archive
-/// blocks.
-pub fn extract<R: Read>(reader: R, dest: &Path) -> Result<R> {
+/// Extracts the tar stream `reader` into `dest` (an empty directory).
+/// Returns the reader, so the caller can drain what follows the
+/// end-of-archive blocks, and the directories that were created only
+/// because entries below them needed them (no entry of their own).
+pub fn extract<R: Read>(reader: R, dest: &Path) -> Result<(R, Vec<PathBuf>)> {
     let mut ex = Extractor {
         dir: LayerDir::open(dest)?,
         dirs: Vec::new(),
         buf: vec![0; COPY_BUF],
+        implicit: BTreeSet::new(),
     };
     let mut ar = tar::Archive::new(reader);
     for entry in ar.entries().context("read layer tar")? {
@@ -53,9 +56,10 @@ pub fn extract<R: Read>(reader: R, dest: &Path) -> Result<R> {
         let path = e.path_bytes().into_owned();
         ex.entry(&mut e)
             .with_context(|| format!("layer entry {:?}", String::from_utf8_lossy(&path)))?;
+        ex.implicit.extend(ex.dir.created.drain(..));
     }
     ex.finish()?;
-    Ok(ar.into_inner())
+    Ok((ar.into_inner(), ex.implicit.into_iter().collect()))
 }
 
 struct Extractor {
@@ -63,6 +67,7 @@ struct Extractor {
     /// Directories and their mtimes, set last (creating children changes them).
     dirs: Vec<(PathBuf, TimeSpec)>,
     buf: Vec<u8>,
+    implicit: BTreeSet<PathBuf>,
 }
 
 impl Extractor {
@@ -208,6 +213,7 @@ impl Extractor {
         )
         .context("open directory")?;
         self.apply_dir_meta(fd.as_raw_fd(), meta)?;
+        self.implicit.remove(&p.full());
         self.dirs.push((p.full(), meta.mtime));
         Ok(())
     }

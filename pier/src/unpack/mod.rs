@@ -14,11 +14,15 @@ pub mod safe;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 pub use decompress::{sniff, Compression};
+
+/// The file, beside a layer's `fs/`, listing its implicit directories.
+const IMPLICIT: &str = "implicit";
 
 use crate::digest::Digest;
 use crate::image::Layer;
@@ -30,17 +34,24 @@ pub fn unpack_layer(store: &Store, layer: &Layer) -> Result<()> {
         return Ok(());
     }
     let tmp = store.tmp_path("layer");
-    std::fs::create_dir(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    let fs = tmp.join("fs");
+    std::fs::create_dir_all(&fs).with_context(|| format!("create {}", fs.display()))?;
     let r = (|| -> Result<()> {
         let blob = store.blob_path(&layer.digest);
         let f = File::open(&blob).with_context(|| format!("open {}", blob.display()))?;
-        let diff_id = unpack_stream(f, &tmp)?;
+        let Unpacked { diff_id, implicit } = unpack_stream(f, &fs)?;
         if diff_id != layer.diff_id {
             bail!(
                 "uncompressed content has digest {diff_id}, the config says {}",
                 layer.diff_id
             );
         }
+        let mut list = Vec::new();
+        for p in implicit {
+            list.extend_from_slice(p.as_os_str().as_bytes());
+            list.push(0);
+        }
+        std::fs::write(tmp.join(IMPLICIT), list).context("write the implicit directory list")?;
         // Crash safety: the files must be on disk before the directory
         // appears under its final name.
         let dir = File::open(&tmp)?;
@@ -54,7 +65,7 @@ pub fn unpack_layer(store: &Store, layer: &Layer) -> Result<()> {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e.context(format!("unpack layer {}", layer.digest)));
     }
-    let dst = store.layer_path(&layer.diff_id);
+    let dst = store.layer_dir(&layer.diff_id);
     if let Err(e) = std::fs::rename(&tmp, &dst) {
         let _ = std::fs::remove_dir_all(&tmp);
         // Another pier process unpacked the same layer meanwhile: fine.
@@ -66,12 +77,39 @@ pub fn unpack_layer(store: &Store, layer: &Layer) -> Result<()> {
     Ok(())
 }
 
+/// What [`unpack_stream`] found.
+pub struct Unpacked {
+    /// sha256 of the uncompressed stream.
+    pub diff_id: Digest,
+    /// Directories the layer has no entry for, created because entries
+    /// below them needed them.
+    pub implicit: Vec<PathBuf>,
+}
+
 /// Unpacks a (gzip, zstd or plain) layer tar read from `input` into the
-/// empty directory `dest`; returns the diff-id of the stream.
-pub fn unpack_stream<R: Read + Send + 'static>(input: R, dest: &Path) -> Result<Digest> {
+/// empty directory `dest`.
+pub fn unpack_stream<R: Read + Send + 'static>(input: R, dest: &Path) -> Result<Unpacked> {
     let stream = decompress::Decompressed::start(input)?;
-    let stream = extract::extract(stream, dest)?;
-    stream.finish()
+    let (stream, implicit) = extract::extract(stream, dest)?;
+    Ok(Unpacked {
+        diff_id: stream.finish()?,
+        implicit,
+    })
+}
+
+/// The implicit directories of an unpacked layer (relative paths).
+pub fn implicit_dirs(store: &Store, diff_id: &Digest) -> Result<Vec<PathBuf>> {
+    let p = store.layer_dir(diff_id).join(IMPLICIT);
+    let data = match std::fs::read(&p) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("read {}", p.display())),
+    };
+    Ok(data
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| PathBuf::from(std::ffi::OsStr::from_bytes(s)))
+        .collect())
 }
 
 #[cfg(test)]

@@ -106,6 +106,9 @@ fn resolve_error(e: Errno, rel: &Path) -> anyhow::Error {
 pub struct LayerDir {
     root: OwnedFd,
     cached: Option<(PathBuf, OwnedFd)>,
+    /// Directories created because an entry needed them (no entry of
+    /// their own yet).
+    pub created: Vec<PathBuf>,
 }
 
 impl LayerDir {
@@ -121,6 +124,7 @@ impl LayerDir {
         Ok(LayerDir {
             root: unsafe { OwnedFd::from_raw_fd(fd) },
             cached: None,
+            created: Vec::new(),
         })
     }
 
@@ -151,19 +155,22 @@ impl LayerDir {
         Ok(raw)
     }
 
-    fn create_dirs(&self, rel: &Path) -> Result<OwnedFd> {
+    fn create_dirs(&mut self, rel: &Path) -> Result<OwnedFd> {
         let mut cur = open_beneath(
             self.root_fd(),
             Path::new("."),
             OFlag::O_PATH | OFlag::O_DIRECTORY,
         )?;
+        let mut so_far = PathBuf::new();
         for c in rel.components() {
             let c = Path::new(c.as_os_str());
+            so_far.push(c);
             let next = match open_beneath(cur.as_raw_fd(), c, OFlag::O_PATH | OFlag::O_DIRECTORY) {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) => {
                     mkdirat(Some(cur.as_raw_fd()), c, Mode::from_bits_truncate(0o755))
                         .with_context(|| format!("mkdir {}", rel.display()))?;
+                    self.created.push(so_far.clone());
                     open_beneath(cur.as_raw_fd(), c, OFlag::O_PATH | OFlag::O_DIRECTORY)
                         .map_err(|e| resolve_error(e, rel))?
                 }

@@ -108,7 +108,7 @@ impl Craft {
 }
 
 fn unpack_bytes(tar: Vec<u8>, dest: &Path) -> Result<Digest> {
-    unpack_stream(std::io::Cursor::new(tar), dest)
+    unpack_stream(std::io::Cursor::new(tar), dest).map(|u| u.diff_id)
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -442,4 +442,24 @@ fn unpack_layer_checks_diff_id_and_leaves_nothing() {
         b"data"
     );
     assert_eq!(std::fs::read_dir(t.0.join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn records_implicit_directories() {
+    let t = Tmp::new();
+    let tar = Craft::new()
+        .file("a/b/f", b"x", 0o644, 0)
+        .dir("a", 0o700)
+        .file("c/g", b"y", 0o644, 0)
+        .finish();
+    let u = unpack_stream(std::io::Cursor::new(tar), &t.0).unwrap();
+    assert_eq!(u.implicit, vec![PathBuf::from("a/b"), PathBuf::from("c")]);
+    assert_eq!(
+        std::fs::metadata(t.0.join("a"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
 }

@@ -25,7 +25,11 @@ pub const PASSWORD: &str = "s3cret-pw";
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// How the registry authenticates.
@@ -64,10 +68,16 @@ impl Registry {
         match auth {
             Auth::None => {}
             Auth::Htpasswd => {
-                let out = Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]).output().expect("htpasswd (apache2-utils)");
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", USER, PASSWORD])
+                    .output()
+                    .expect("htpasswd (apache2-utils)");
                 assert!(out.status.success());
                 std::fs::write(dir.path().join("htpasswd"), out.stdout).unwrap();
-                cfg += &format!("auth:\n  htpasswd:\n    realm: pier-test\n    path: {}\n", dir.path().join("htpasswd").display());
+                cfg += &format!(
+                    "auth:\n  htpasswd:\n    realm: pier-test\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                );
             }
             Auth::Token => {
                 let t = TokenServer::start(dir.path(), 300);
@@ -92,10 +102,19 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("docker-registry (apt-get install docker-registry)");
-        let r = Registry { child, dir, host, token };
+        let r = Registry {
+            child,
+            dir,
+            host,
+            token,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&r.host).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start: {}", r.log());
+            assert!(
+                Instant::now() < deadline,
+                "registry did not start: {}",
+                r.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         r
@@ -109,7 +128,12 @@ impl Registry {
     /// The file holding blob `digest` (`sha256:...`) in the registry's storage.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
-        self.dir.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
     }
 
     /// `--dest-creds`/`--src-creds` value for skopeo when auth is on.
@@ -128,7 +152,11 @@ impl Registry {
         }
         c.arg(src).arg(format!("docker://{}/{repo_tag}", self.host));
         let out = capture(c);
-        assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo copy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -165,15 +193,34 @@ impl TokenServer {
         let key = dir.join("token-key.pem");
         let cert = dir.join("token-cert.pem");
         let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pier-test-token"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=pier-test-token",
+            ])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
             .arg(&cert)
             .output()
             .expect("openssl");
-        assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
-        let der = Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(&cert).output().unwrap().stdout;
+        assert!(
+            out.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
         let x5c = STANDARD.encode(der);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -194,7 +241,14 @@ impl TokenServer {
                 }
             }
         });
-        TokenServer { host, cert, issued, refused, stop, thread: Some(thread) }
+        TokenServer {
+            host,
+            cert,
+            issued,
+            refused,
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -253,19 +307,36 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn handle_token(conn: TcpStream, key: &Path, x5c: &str, ttl: u64, issued: &AtomicUsize, refused: &AtomicUsize) {
-    let Some((target, headers)) = read_request(&conn) else { return };
+fn handle_token(
+    conn: TcpStream,
+    key: &Path,
+    x5c: &str,
+    ttl: u64,
+    issued: &AtomicUsize,
+    refused: &AtomicUsize,
+) {
+    let Some((target, headers)) = read_request(&conn) else {
+        return;
+    };
     let want = format!("Basic {}", STANDARD.encode(format!("{USER}:{PASSWORD}")));
-    let authorized = headers.iter().any(|(k, v)| k == "authorization" && *v == want);
+    let authorized = headers
+        .iter()
+        .any(|(k, v)| k == "authorization" && *v == want);
     if !authorized {
         refused.fetch_add(1, Ordering::Relaxed);
-        respond(conn, "401 Unauthorized", r#"{"details":"bad or missing credentials"}"#);
+        respond(
+            conn,
+            "401 Unauthorized",
+            r#"{"details":"bad or missing credentials"}"#,
+        );
         return;
     }
     let query = target.split_once('?').map(|x| x.1).unwrap_or("");
     let mut access = Vec::new();
     for kv in query.split('&') {
-        let Some((k, v)) = kv.split_once('=') else { continue };
+        let Some((k, v)) = kv.split_once('=') else {
+            continue;
+        };
         if k != "scope" {
             continue;
         }
@@ -273,10 +344,14 @@ fn handle_token(conn: TcpStream, key: &Path, x5c: &str, ttl: u64, issued: &Atomi
         let parts: Vec<&str> = v.split(':').collect();
         if parts.len() == 3 {
             let actions: Vec<&str> = parts[2].split(',').collect();
-            access.push(serde_json::json!({"type": parts[0], "name": parts[1], "actions": actions}));
+            access
+                .push(serde_json::json!({"type": parts[0], "name": parts[1], "actions": actions}));
         }
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let n = issued.fetch_add(1, Ordering::Relaxed);
     let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
     let claims = serde_json::json!({
@@ -296,12 +371,18 @@ fn handle_token(conn: TcpStream, key: &Path, x5c: &str, ttl: u64, issued: &Atomi
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(signing_input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(signing_input.as_bytes())
+        .unwrap();
     let mut sig = Vec::new();
     child.stdout.take().unwrap().read_to_end(&mut sig).unwrap();
     child.wait().unwrap();
     let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig));
-    let body = serde_json::json!({"token": token, "access_token": token, "expires_in": ttl}).to_string();
+    let body =
+        serde_json::json!({"token": token, "access_token": token, "expires_in": ttl}).to_string();
     respond(conn, "200 OK", &body);
 }
 
@@ -344,7 +425,11 @@ impl FakeServer {
                         match kind {
                             Fake::Error500 => {
                                 let _ = read_request(&conn);
-                                respond(conn, "500 Internal Server Error", r#"{"errors":[{"code":"UNKNOWN","message":"test failure"}]}"#);
+                                respond(
+                                    conn,
+                                    "500 Internal Server Error",
+                                    r#"{"errors":[{"code":"UNKNOWN","message":"test failure"}]}"#,
+                                );
                             }
                             Fake::Hang => held.push(conn),
                         }
@@ -353,7 +438,12 @@ impl FakeServer {
                 }
             }
         });
-        FakeServer { host, requests, stop, thread: Some(thread) }
+        FakeServer {
+            host,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -382,7 +472,11 @@ impl Pier {
         crate::require_root();
         let root = TempDir::new("pier");
         let auth_file = root.path().join("auth.json");
-        Pier { root, auth_file, insecure: Vec::new() }
+        Pier {
+            root,
+            auth_file,
+            insecure: Vec::new(),
+        }
     }
 
     /// Adds an insecure registry.
@@ -399,7 +493,10 @@ impl Pier {
     /// The command `pier --root ... ARGS`.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin("pier"));
-        c.arg("--root").arg(self.store()).arg("--auth-file").arg(&self.auth_file);
+        c.arg("--root")
+            .arg(self.store())
+            .arg("--auth-file")
+            .arg(&self.auth_file);
         for h in &self.insecure {
             c.args(["--insecure-registry", h]);
         }
@@ -439,7 +536,11 @@ impl Pier {
     /// Entries of a store subdirectory (e.g. `tmp`, `blobs/sha256`).
     pub fn entries(&self, sub: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.store().join(sub))
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -459,7 +560,11 @@ pub fn build_test_image(layout: &Path, tag: &str) {
     let work = layout.with_extension("bundle");
     let run = |args: &[&str]| {
         let out = Command::new("umoci").args(args).output().expect("umoci");
-        assert!(out.status.success(), "umoci {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let image = format!("{}:{tag}", layout.display());
     if !layout.join("oci-layout").exists() {
@@ -487,10 +592,24 @@ pub fn build_test_image(layout: &Path, tag: &str) {
         chown 33:44 usr/share/doc
         mknod dev-null c 1 3
     "#;
-    let out = Command::new("sh").args(["-c", script]).current_dir(&rootfs).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(&rootfs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // --refresh-bundle: the next repack adds a layer on top of this one.
-    run(&["repack", "--refresh-bundle", "--image", &image, work.to_str().unwrap()]);
+    run(&[
+        "repack",
+        "--refresh-bundle",
+        "--image",
+        &image,
+        work.to_str().unwrap(),
+    ]);
     let script2 = r#"
         set -e
         rm etc/doomed
@@ -499,8 +618,16 @@ pub fn build_test_image(layout: &Path, tag: &str) {
         echo layer2 > etc/layer2
         chmod 0640 etc/hello
     "#;
-    let out = Command::new("sh").args(["-c", script2]).current_dir(&rootfs).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sh")
+        .args(["-c", script2])
+        .current_dir(&rootfs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     run(&["repack", "--image", &image, work.to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&work);
 }
@@ -517,7 +644,11 @@ pub fn tree_listing(root: &Path) -> String {
         let m = std::fs::symlink_metadata(&p).unwrap();
         let ft = m.file_type();
         let what = if ft.is_dir() {
-            let mut kids: Vec<_> = std::fs::read_dir(&p).unwrap().flatten().map(|e| rel.join(e.file_name())).collect();
+            let mut kids: Vec<_> = std::fs::read_dir(&p)
+                .unwrap()
+                .flatten()
+                .map(|e| rel.join(e.file_name()))
+                .collect();
             kids.sort();
             stack.extend(kids.into_iter().rev());
             "dir".to_string()
@@ -525,7 +656,11 @@ pub fn tree_listing(root: &Path) -> String {
             format!("link -> {}", std::fs::read_link(&p).unwrap().display())
         } else if ft.is_file() {
             let out = Command::new("sha256sum").arg(&p).output().unwrap();
-            let sum = String::from_utf8_lossy(&out.stdout).split(' ').next().unwrap_or("").to_string();
+            let sum = String::from_utf8_lossy(&out.stdout)
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .to_string();
             format!("file {} {sum}", m.len())
         } else if ft.is_char_device() || ft.is_block_device() {
             format!("dev {:x}", m.rdev())
@@ -534,7 +669,13 @@ pub fn tree_listing(root: &Path) -> String {
         } else {
             "other".to_string()
         };
-        lines.push(format!("/{} {:o} {}:{} {what}", rel.display(), m.mode() & 0o7777, m.uid(), m.gid()));
+        lines.push(format!(
+            "/{} {:o} {}:{} {what}",
+            rel.display(),
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid()
+        ));
     }
     lines.join("\n")
 }

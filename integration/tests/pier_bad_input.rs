@@ -21,19 +21,38 @@ fn registry_with_image() -> (Registry, TempDir) {
 /// The digests of the layers of `REPO:TAG` on `reg`, bottom first.
 fn layer_digests(reg: &Registry, repo_tag: &str) -> Vec<String> {
     let out = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", &format!("docker://{}/{repo_tag}", reg.host)])
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{}/{repo_tag}", reg.host),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["Layers"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect()
+    v["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The store holds no name, no blob `bad` and nothing in tmp/.
 fn assert_clean(p: &Pier, bad: &str) {
-    assert!(!p.names().contains("test/img"), "a name was written: {}", p.names());
-    assert!(!p.entries("blobs/sha256").contains(&bad.trim_start_matches("sha256:").to_string()));
-    assert!(p.entries("tmp").is_empty(), "tmp/ not empty: {:?}", p.entries("tmp"));
+    assert!(
+        !p.names().contains("test/img"),
+        "a name was written: {}",
+        p.names()
+    );
+    assert!(!p
+        .entries("blobs/sha256")
+        .contains(&bad.trim_start_matches("sha256:").to_string()));
+    assert!(
+        p.entries("tmp").is_empty(),
+        "tmp/ not empty: {:?}",
+        p.entries("tmp")
+    );
 }
 
 #[test]
@@ -47,7 +66,10 @@ fn corrupted_blob_is_refused_and_named() {
     std::fs::write(&f, &data).unwrap();
     let p = Pier::new().insecure(&reg.host);
     let err = p.fails(&["pull", &format!("{}/test/img:1", reg.host)]);
-    assert!(err.contains(&layers[0]) && err.contains("corrupted"), "{err}");
+    assert!(
+        err.contains(&layers[0]) && err.contains("corrupted"),
+        "{err}"
+    );
     assert_clean(&p, &layers[0]);
 }
 
@@ -61,7 +83,10 @@ fn truncated_blob_is_refused_and_pull_resumes_after_repair() {
     let p = Pier::new().insecure(&reg.host);
     let image = format!("{}/test/img:1", reg.host);
     let err = p.fails(&["pull", "--parallel", "1", &image]);
-    assert!(err.contains(&layers[1]) && err.contains("expected"), "{err}");
+    assert!(
+        err.contains(&layers[1]) && err.contains("expected"),
+        "{err}"
+    );
     assert_clean(&p, &layers[1]);
     // The blobs that did verify stay for the next pull.
     let kept = p.entries("blobs/sha256");
@@ -70,7 +95,11 @@ fn truncated_blob_is_refused_and_pull_resumes_after_repair() {
     p.ok(&["pull", &image]);
     // Prune keeps what the name uses.
     p.ok(&["prune"]);
-    assert_eq!(p.entries("blobs/sha256").len(), 4, "manifest, config, 2 layers");
+    assert_eq!(
+        p.entries("blobs/sha256").len(),
+        4,
+        "manifest, config, 2 layers"
+    );
 }
 
 #[test]
@@ -78,7 +107,12 @@ fn index_without_our_platform_is_refused() {
     let (reg, _l) = registry_with_image();
     // An index that offers the image only as linux/arm64.
     let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{}/test/img:1", reg.host)])
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/test/img:1", reg.host),
+        ])
         .output()
         .unwrap();
     let manifest = out.stdout;
@@ -93,25 +127,48 @@ fn index_without_our_platform_is_refused() {
         }]
     });
     let put = Command::new("curl")
-        .args(["-sf", "-X", "PUT", "-H", "Content-Type: application/vnd.oci.image.index.v1+json", "--data-binary", &index.to_string()])
+        .args([
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.index.v1+json",
+            "--data-binary",
+            &index.to_string(),
+        ])
         .arg(format!("http://{}/v2/test/img/manifests/multi", reg.host))
         .output()
         .unwrap();
-    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
     let p = Pier::new().insecure(&reg.host);
     let image = format!("{}/test/img:multi", reg.host);
     let err = p.fails(&["pull", &image]);
-    assert!(err.contains("linux/amd64") && err.contains("linux/arm64"), "{err}");
+    assert!(
+        err.contains("linux/amd64") && err.contains("linux/arm64"),
+        "{err}"
+    );
     assert_clean(&p, &digest);
     assert!(p.entries("blobs/sha256").is_empty(), "nothing downloaded");
     p.ok(&["pull", "--platform", "linux/arm64", &image]);
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    let mut c = Command::new("sha256sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut c = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     c.stdin.take().unwrap().write_all(data).unwrap();
     let out = c.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).split(' ').next().unwrap().to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -120,7 +177,10 @@ fn server_errors_are_reported() {
     let p = Pier::new().insecure(&s.host);
     let err = p.fails(&["pull", &format!("{}/test/img:1", s.host)]);
     assert!(err.contains("500") && err.contains("test failure"), "{err}");
-    assert!(s.requests.load(std::sync::atomic::Ordering::Relaxed) >= 2, "500 is retried");
+    assert!(
+        s.requests.load(std::sync::atomic::Ordering::Relaxed) >= 2,
+        "500 is retried"
+    );
     assert!(p.names().is_empty());
 }
 
@@ -130,8 +190,15 @@ fn hanging_registry_times_out() {
     let p = Pier::new().insecure(&s.host);
     let t = std::time::Instant::now();
     let err = p.fails(&["--timeout", "1", "pull", &format!("{}/test/img:1", s.host)]);
-    assert!(t.elapsed() < std::time::Duration::from_secs(20), "took {:?}", t.elapsed());
-    assert!(err.to_lowercase().contains("timeout") || err.contains("timed out"), "{err}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        err.to_lowercase().contains("timeout") || err.contains("timed out"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -183,10 +250,21 @@ fn symlink_escape_tar(work: &std::path::Path) -> Vec<u8> {
     let out = Command::new("tar")
         .arg("-C")
         .arg(work.join("src"))
-        .args(["--transform", "s,^passwd$,a/passwd,", "-cf", "-", "a", "passwd"])
+        .args([
+            "--transform",
+            "s,^passwd$,a/passwd,",
+            "-cf",
+            "-",
+            "a",
+            "passwd",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 

@@ -10,8 +10,16 @@ use berth_integration::registry::{build_test_image, tree_listing, Auth, Pier, Re
 use berth_integration::{busybox_rootfs, capture, unique_id, TempDir, TEST_CGROUP_PARENT};
 
 fn umoci_unpack(layout_ref: &str, bundle: &Path) {
-    let out = Command::new("umoci").args(["unpack", "--image", layout_ref]).arg(bundle).output().unwrap();
-    assert!(out.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("umoci")
+        .args(["unpack", "--image", layout_ref])
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "umoci unpack: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Mounts `image` with pier and returns the listing of its rootfs.
@@ -42,7 +50,10 @@ fn skopeo_pushed_image_unpacks_like_umoci() {
     let bundle = dir.path().join("umoci");
     umoci_unpack(&format!("{}:1", layout.display()), &bundle);
     let want = tree_listing(&bundle.join("rootfs"));
-    assert!(want.contains("/etc/layer2") && !want.contains("/etc/doomed"), "fixture: {want}");
+    assert!(
+        want.contains("/etc/layer2") && !want.contains("/etc/doomed"),
+        "fixture: {want}"
+    );
 
     let p = Pier::new().insecure(&reg.host);
     let image = format!("{}/interop/img:1", reg.host);
@@ -58,7 +69,14 @@ fn pier_pushed_image_is_pulled_by_skopeo_unpacked_by_umoci_and_run_by_runc() {
     busybox_rootfs(&rootfs);
     std::fs::write(rootfs.join("etc/hello"), "hello from pier\n").unwrap();
     let tar = dir.path().join("rootfs.tar.gz");
-    let out = Command::new("tar").arg("-C").arg(&rootfs).arg("-czf").arg(&tar).arg(".").output().unwrap();
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-czf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
     assert!(out.status.success());
 
     let p = Pier::new().insecure(&reg.host);
@@ -70,17 +88,28 @@ fn pier_pushed_image_is_pulled_by_skopeo_unpacked_by_umoci_and_run_by_runc() {
     let layout = dir.path().join("oci");
     let out = capture({
         let mut c = Command::new("skopeo");
-        c.args(["copy", "--quiet", "--src-tls-verify=false", &format!("docker://{image}")]).arg(format!("oci:{}:x", layout.display()));
+        c.args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{image}"),
+        ])
+        .arg(format!("oci:{}:x", layout.display()));
         c
     });
-    assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bundle = dir.path().join("bundle");
     umoci_unpack(&format!("{}:x", layout.display()), &bundle);
     assert_same(&mine, &tree_listing(&bundle.join("rootfs")));
 
     // runc runs umoci's bundle of the image pier pushed.
     let cfg_path = bundle.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
     let id = unique_id("pier-runc");
     cfg["process"]["terminal"] = serde_json::json!(false);
     cfg["process"]["args"] = serde_json::json!(["/bin/cat", "/etc/hello"]);
@@ -89,14 +118,26 @@ fn pier_pushed_image_is_pulled_by_skopeo_unpacked_by_umoci_and_run_by_runc() {
     let state = TempDir::new("runc");
     let out = capture({
         let mut c = Command::new("runc");
-        c.arg("--root").arg(state.path()).args(["run", "--bundle"]).arg(&bundle).arg(&id);
+        c.arg("--root")
+            .arg(state.path())
+            .args(["run", "--bundle"])
+            .arg(&bundle)
+            .arg(&id);
         c
     });
-    let _ = Command::new("runc").arg("--root").arg(state.path()).args(["delete", "--force", &id]).output();
+    let _ = Command::new("runc")
+        .arg("--root")
+        .arg(state.path())
+        .args(["delete", "--force", &id])
+        .output();
     for d in berth_integration::cgroup_dirs(&format!("{TEST_CGROUP_PARENT}/{id}")) {
         let _ = std::fs::remove_dir(&d);
     }
-    assert!(out.status.success(), "runc run: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "runc run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from pier\n");
 }
 
@@ -114,10 +155,17 @@ fn archives_both_ways() {
     let docker_tar = dir.path().join("docker.tar");
     let out = Command::new("skopeo")
         .args(["copy", "--quiet", &format!("oci:{}:1", layout.display())])
-        .arg(format!("docker-archive:{}:example.com/saved/img:1", docker_tar.display()))
+        .arg(format!(
+            "docker-archive:{}:example.com/saved/img:1",
+            docker_tar.display()
+        ))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = p.ok(&["load", "-i", docker_tar.to_str().unwrap()]);
     assert!(out.contains("example.com/saved/img:1"), "{out}");
     assert_same(&pier_listing(&p, "example.com/saved/img:1"), &want);
@@ -132,19 +180,38 @@ fn archives_both_ways() {
     assert!(out.status.success());
     let err = p.fails(&["load", "-i", oci_tar.to_str().unwrap()]);
     assert!(err.contains("--name"), "{err}");
-    p.ok(&["load", "-i", oci_tar.to_str().unwrap(), "--name", "example.com/oci/img:2"]);
+    p.ok(&[
+        "load",
+        "-i",
+        oci_tar.to_str().unwrap(),
+        "--name",
+        "example.com/oci/img:2",
+    ]);
     assert_same(&pier_listing(&p, "example.com/oci/img:2"), &want);
 
     // pier save gives an archive skopeo reads (OCI) and pier loads back.
     let saved = dir.path().join("saved.tar");
-    p.ok(&["save", "example.com/oci/img:2", "-o", saved.to_str().unwrap()]);
+    p.ok(&[
+        "save",
+        "example.com/oci/img:2",
+        "-o",
+        saved.to_str().unwrap(),
+    ]);
     let back = dir.path().join("back");
     let out = Command::new("skopeo")
-        .args(["copy", "--quiet", &format!("oci-archive:{}", saved.display())])
+        .args([
+            "copy",
+            "--quiet",
+            &format!("oci-archive:{}", saved.display()),
+        ])
         .arg(format!("oci:{}:b", back.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let b2 = dir.path().join("umoci2");
     umoci_unpack(&format!("{}:b", back.display()), &b2);
     assert_same(&tree_listing(&b2.join("rootfs")), &want);

@@ -16,12 +16,18 @@ fn registry_with_image(auth: Auth) -> (Registry, TempDir) {
 
 fn login(p: &Pier, reg: &Registry, password: &str) -> (bool, String, String) {
     let mut c = p.cmd(&["login", &reg.host, "-u", USER, "--password-stdin"]);
-    c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
     use std::io::Write;
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -37,7 +43,10 @@ fn anonymous_pull_lists_inspects_and_mounts() {
     assert_eq!(v[0]["Tag"], "1");
     let id = v[0]["ID"].as_str().unwrap().to_string();
     let table = p.ok(&["images"]);
-    assert!(table.contains("REPOSITORY") && table.contains(&id[7..19]), "{table}");
+    assert!(
+        table.contains("REPOSITORY") && table.contains(&id[7..19]),
+        "{table}"
+    );
     let inspect: serde_json::Value = serde_json::from_str(&p.ok(&["inspect", &id[7..19]])).unwrap();
     assert_eq!(inspect["Id"], id.as_str());
     assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2);
@@ -50,11 +59,24 @@ fn anonymous_pull_lists_inspects_and_mounts() {
     let c = TempDir::new("ctr");
     let rootfs = p.ok(&["mount", &image, c.path().to_str().unwrap()]);
     let rootfs = std::path::Path::new(rootfs.trim());
-    assert_eq!(std::fs::read_to_string(rootfs.join("etc/layer2")).unwrap(), "layer2\n");
-    assert!(!rootfs.join("etc/doomed").exists(), "whiteout hides the file");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/layer2")).unwrap(),
+        "layer2\n"
+    );
+    assert!(
+        !rootfs.join("etc/doomed").exists(),
+        "whiteout hides the file"
+    );
     assert!(!rootfs.join("opt/gone/old").exists());
-    assert_eq!(std::fs::read_to_string(rootfs.join("opt/gone/fresh")).unwrap(), "new\n");
-    let out = std::process::Command::new("chroot").arg(rootfs).args(["/bin/sh", "-c", "cat /etc/hello; echo w > /written"]).output().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("opt/gone/fresh")).unwrap(),
+        "new\n"
+    );
+    let out = std::process::Command::new("chroot")
+        .arg(rootfs)
+        .args(["/bin/sh", "-c", "cat /etc/hello; echo w > /written"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
     assert!(c.path().join("upper/written").exists());
     p.ok(&["umount", c.path().to_str().unwrap()]);
@@ -70,7 +92,12 @@ fn anonymous_pull_lists_inspects_and_mounts() {
 fn http_prefix_means_plain_http_without_flag() {
     let (reg, _l) = registry_with_image(Auth::None);
     let p = Pier::new();
-    let err = p.fails(&["--timeout", "5", "pull", &format!("{}/test/img:1", reg.host)]);
+    let err = p.fails(&[
+        "--timeout",
+        "5",
+        "pull",
+        &format!("{}/test/img:1", reg.host),
+    ]);
     assert!(err.contains("pull"), "{err}");
     p.ok(&["pull", &format!("http://{}/test/img:1", reg.host)]);
 }
@@ -91,11 +118,24 @@ fn htpasswd_auth_login_and_pull() {
 
     let (ok, out, err) = login(&p, &reg, PASSWORD);
     assert!(ok, "{err}");
-    assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD), "password printed");
+    assert!(
+        !out.contains(PASSWORD) && !err.contains(PASSWORD),
+        "password printed"
+    );
     let auth = std::fs::read_to_string(&p.auth_file).unwrap();
-    assert!(auth.contains("auths") && auth.contains(&reg.host) && !auth.contains(PASSWORD), "{auth}");
+    assert!(
+        auth.contains("auths") && auth.contains(&reg.host) && !auth.contains(PASSWORD),
+        "{auth}"
+    );
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&p.auth_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&p.auth_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
     p.ok(&["pull", &image]);
     p.ok(&["push", &image, &format!("{}/test/copy:1", reg.host)]);
     p.ok(&["logout", &reg.host]);
@@ -109,13 +149,26 @@ fn token_auth_pull_and_push() {
     let p = Pier::new().insecure(&reg.host);
     let image = format!("{}/test/img:1", reg.host);
     let err = p.fails(&["pull", &image]);
-    assert!(err.contains("refused anonymous access") && err.contains("pier login"), "{err}");
+    assert!(
+        err.contains("refused anonymous access") && err.contains("pier login"),
+        "{err}"
+    );
     assert!(!p.names().contains("test/img"));
     let (ok, _, err) = login(&p, &reg, PASSWORD);
     assert!(ok, "{err}");
-    let before = reg.token.as_ref().unwrap().issued.load(std::sync::atomic::Ordering::Relaxed);
+    let before = reg
+        .token
+        .as_ref()
+        .unwrap()
+        .issued
+        .load(std::sync::atomic::Ordering::Relaxed);
     p.ok(&["pull", &image]);
-    let after = reg.token.as_ref().unwrap().issued.load(std::sync::atomic::Ordering::Relaxed);
+    let after = reg
+        .token
+        .as_ref()
+        .unwrap()
+        .issued
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert!(after > before, "no token was fetched");
     p.ok(&["push", &image, &format!("{}/other/img:2", reg.host)]);
     let q = Pier::new().insecure(&reg.host);
@@ -140,7 +193,11 @@ fn push_chunked_to_another_registry_and_pull_back() {
         .args(["inspect", "--tls-verify=false", &format!("docker://{dst}")])
         .output()
         .unwrap();
-    assert!(sk.status.success(), "{}", String::from_utf8_lossy(&sk.stderr));
+    assert!(
+        sk.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sk.stderr)
+    );
     let sk: serde_json::Value = serde_json::from_slice(&sk.stdout).unwrap();
     assert_eq!(sk["Digest"], inspect["Digest"]);
     // A second push finds every blob there already.

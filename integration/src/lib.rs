@@ -20,10 +20,7 @@ pub const TEST_CGROUP_PARENT: &str = "/berth-test";
 
 /// The workspace's root directory.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
 }
 
 /// Path of a binary built by the workspace (`berth`, `berth-shim`, `pier`).
@@ -32,11 +29,7 @@ pub fn bin(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/debug"));
     let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` first", p.display());
     p
 }
 
@@ -44,21 +37,13 @@ pub fn bin(name: &str) -> PathBuf {
 /// cgroups); CI runs them as root.
 pub fn require_root() {
     // SAFETY: geteuid cannot fail.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the integration tests must run as root"
-    );
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the integration tests must run as root");
 }
 
 /// A unique ID for a test container: `PREFIX-PID-N`.
 pub fn unique_id(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
 /// A temporary directory removed on drop (unmounting nothing: tests never
@@ -88,28 +73,19 @@ impl Drop for TempDir {
 /// Fills `rootfs` with Debian's busybox-static and a symlink per applet.
 pub fn busybox_rootfs(rootfs: &Path) {
     let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "/bin/busybox is missing: apt-get install busybox-static"
-    );
+    assert!(busybox.exists(), "/bin/busybox is missing: apt-get install busybox-static");
     for d in ["bin", "proc", "sys", "dev", "etc", "tmp", "root"] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
     std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
-    let list = Command::new(busybox)
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
+    let list = Command::new(busybox).arg("--list").output().expect("busybox --list");
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         if applet != "busybox" {
             let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
         }
     }
-    std::fs::write(
-        rootfs.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
-    )
-    .unwrap();
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n")
+        .unwrap();
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
 }
 
@@ -126,19 +102,9 @@ impl Bundle {
     pub fn new(args: &[&str]) -> Bundle {
         let dir = TempDir::new("bundle");
         busybox_rootfs(&dir.path().join("rootfs"));
-        let out = Command::new(bin("berth"))
-            .args(["spec", "--bundle"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "berth spec: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let config: Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
-                .unwrap();
+        let out = Command::new(bin("berth")).args(["spec", "--bundle"]).arg(dir.path()).output().unwrap();
+        assert!(out.status.success(), "berth spec: {}", String::from_utf8_lossy(&out.stderr));
+        let config: Value = serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
         let mut b = Bundle { dir, config };
         b.config["process"]["args"] = json!(args);
         b
@@ -156,11 +122,7 @@ impl Bundle {
 
     /// Writes `config.json`.
     pub fn write(&self) {
-        std::fs::write(
-            self.path().join("config.json"),
-            serde_json::to_vec_pretty(&self.config).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(self.path().join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
     }
 }
 
@@ -180,10 +142,7 @@ impl Container {
         let id = unique_id(prefix);
         bundle.config["linux"]["cgroupsPath"] = json!(format!("{TEST_CGROUP_PARENT}/{id}"));
         bundle.write();
-        Container {
-            id,
-            root: TempDir::new("root"),
-        }
+        Container { id, root: TempDir::new("root") }
     }
 
     /// `berth --root ROOT ARGS...` with stdout and stderr captured.
@@ -231,10 +190,7 @@ impl Container {
 
     /// The status field of `berth state`.
     pub fn status(&self) -> String {
-        self.state()["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.state()["status"].as_str().unwrap_or_default().to_string()
     }
 
     /// The cgroup directories of this container in every v1 hierarchy and the
@@ -246,9 +202,7 @@ impl Container {
 
 /// Existing directories of the cgroup `path` across all mounted hierarchies.
 pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return Vec::new();
-    };
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else { return Vec::new() };
     let mut dirs = Vec::new();
     let rel = path.trim_start_matches('/');
     let direct = Path::new("/sys/fs/cgroup").join(rel);
@@ -284,12 +238,7 @@ pub fn capture(mut cmd: Command) -> Output {
     let dir = TempDir::new("out");
     let out = std::fs::File::create(dir.path().join("stdout")).unwrap();
     let err = std::fs::File::create(dir.path().join("stderr")).unwrap();
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .status()
-        .expect("spawn");
+    let status = cmd.stdin(Stdio::null()).stdout(out).stderr(err).status().expect("spawn");
     Output {
         status,
         stdout: std::fs::read(dir.path().join("stdout")).unwrap(),
@@ -300,25 +249,16 @@ pub fn capture(mut cmd: Command) -> Output {
 /// Count of mount entries whose line contains `needle` in this process's
 /// mount namespace.
 pub fn mounts_containing(needle: &str) -> usize {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().filter(|l| l.contains(needle)).count()
 }
 
 /// Pids of processes whose command line contains `needle`.
 pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd)
-            .replace('\0', " ")
-            .contains(needle)
-        {
+        if String::from_utf8_lossy(&cmd).replace('\0', " ").contains(needle) {
             pids.push(pid);
         }
     }
@@ -328,10 +268,6 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
 /// Output of a command as a string, asserting success.
 pub fn sh(cmd: &str) -> String {
     let out = Command::new("sh").args(["-c", cmd]).output().expect("sh");
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

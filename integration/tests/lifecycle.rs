@@ -11,23 +11,8 @@ fn containerd_sequence_create_start_state_kill_delete() {
     let log = c.root.path().join("log.json");
     let pid_file = c.root.path().join("pid");
     let log_s = log.to_str().unwrap();
-    c.ok(&[
-        "--log",
-        log_s,
-        "--log-format",
-        "json",
-        "create",
-        "--bundle",
-        b.path().to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &c.id,
-    ]);
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    c.ok(&["--log", log_s, "--log-format", "json", "create", "--bundle", b.path().to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), &c.id]);
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     let st = c.state();
     assert_eq!(st["status"], "created");
     assert_eq!(st["pid"], pid);
@@ -60,11 +45,7 @@ fn containerd_sequence_create_start_state_kill_delete() {
     assert!(v["msg"].as_str().unwrap().contains("does not exist"), "{v}");
     assert!(v["time"].is_string());
     assert!(!c.root.path().join(&c.id).exists());
-    assert!(
-        c.cgroup_dirs().is_empty(),
-        "cgroup left: {:?}",
-        c.cgroup_dirs()
-    );
+    assert!(c.cgroup_dirs().is_empty(), "cgroup left: {:?}", c.cgroup_dirs());
 }
 
 #[test]
@@ -72,22 +53,14 @@ fn run_exits_with_the_process_code_and_128_plus_signal() {
     let mut b = Bundle::new(&["sh", "-c", "exit 42"]);
     let c = Container::new("rc", &mut b);
     assert_eq!(c.run(&b).0, 42);
-    assert!(
-        !c.root.path().join(&c.id).exists(),
-        "foreground run deletes the container"
-    );
+    assert!(!c.root.path().join(&c.id).exists(), "foreground run deletes the container");
 
     // A container's init cannot be killed from inside its pid namespace, so
     // the signal comes from `berth kill`.
     let mut b = Bundle::new(&["sleep", "1000"]);
     let c = Container::new("rs", &mut b);
     let mut run = c.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &c.id]);
-    let mut child = run
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = run.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     wait_for(|| c.berth(&["state", &c.id]).status.success() && c.status() == "running");
     c.ok(&["kill", &c.id, "KILL"]);
     let status = child.wait().unwrap();
@@ -121,13 +94,7 @@ fn delete_refuses_running_without_force() {
 fn missing_container_and_unknown_flag_are_errors() {
     let mut b = Bundle::new(&["true"]);
     let c = Container::new("mi", &mut b);
-    for args in [
-        vec!["state", "nope"],
-        vec!["start", "nope"],
-        vec!["kill", "nope"],
-        vec!["delete", "nope"],
-        vec!["create", "--bogus", "x"],
-    ] {
+    for args in [vec!["state", "nope"], vec!["start", "nope"], vec!["kill", "nope"], vec!["delete", "nope"], vec!["create", "--bogus", "x"]] {
         let out = c.berth(&args);
         assert!(!out.status.success(), "{args:?} must fail");
         let err = String::from_utf8_lossy(&out.stderr);

@@ -154,7 +154,14 @@ impl Client {
         let mut auth_tries = 0;
         let mut transient_tries = 0;
         loop {
-            let auth = self.current_auth()?;
+            // Credentials go only to the registry itself, never to another
+            // host an upload Location points at.
+            let same_host = url.starts_with(&format!("{}/", self.base));
+            let auth = if same_host {
+                self.current_auth()?
+            } else {
+                None
+            };
             let r = self.send_once(method, url, headers, body, auth.as_deref());
             let resp = match r {
                 Err(e) if idempotent && transient_tries < 2 => {

@@ -160,16 +160,40 @@ impl Extractor {
         }
     }
 
+    /// Runs `create`; if the name is taken, makes room (see
+    /// [`Extractor::make_room`]) and runs it again. Trying first saves a
+    /// stat per entry in the usual case of a new name.
+    fn create<T>(
+        &self,
+        parent: RawFd,
+        name: &OsStr,
+        mut create: impl FnMut() -> nix::Result<T>,
+    ) -> Result<T> {
+        match create() {
+            Err(Errno::EEXIST) => {
+                self.make_room(parent, name, false)?;
+                Ok(create()?)
+            }
+            r => Ok(r?),
+        }
+    }
+
     fn file<R: Read>(&mut self, e: &mut tar::Entry<R>, p: &EntryPath, meta: &Meta) -> Result<()> {
         let parent = self.dir.dir(&p.parent, true)?;
-        self.make_room(parent, &p.name, false)?;
-        let fd = nix::fcntl::openat(
-            Some(parent),
-            p.name.as_os_str(),
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .context("create file")?;
+        let fd = self
+            .create(parent, &p.name, || {
+                nix::fcntl::openat(
+                    Some(parent),
+                    p.name.as_os_str(),
+                    OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_WRONLY
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )
+            })
+            .context("create file")?;
         // SAFETY: openat returned a new fd that nothing else owns.
         let mut f = unsafe { File::from_raw_fd(fd) };
         loop {
@@ -198,13 +222,20 @@ impl Extractor {
 
     fn directory(&mut self, p: &EntryPath, meta: &Meta) -> Result<()> {
         let parent = self.dir.dir(&p.parent, true)?;
-        if !self.make_room(parent, &p.name, true)? {
+        let mkdir = || {
             nix::sys::stat::mkdirat(
                 Some(parent),
                 p.name.as_os_str(),
                 Mode::from_bits_truncate(0o700),
             )
-            .context("mkdir")?;
+        };
+        match mkdir() {
+            Err(Errno::EEXIST) => {
+                if !self.make_room(parent, &p.name, true)? {
+                    mkdir().context("mkdir")?;
+                }
+            }
+            r => r.context("mkdir")?,
         }
         let fd = open_beneath(
             parent,
@@ -233,9 +264,10 @@ impl Extractor {
         // The target is stored as is, never followed here: it is resolved
         // only inside the container's root at run time.
         let parent = self.dir.dir(&p.parent, true)?;
-        self.make_room(parent, &p.name, false)?;
-        symlinkat(OsStr::from_bytes(target), Some(parent), p.name.as_os_str())
-            .context("symlink")?;
+        self.create(parent, &p.name, || {
+            symlinkat(OsStr::from_bytes(target), Some(parent), p.name.as_os_str())
+        })
+        .context("symlink")?;
         self.own_and_time(parent, &p.name, meta)
     }
 
@@ -264,14 +296,15 @@ impl Extractor {
 
     fn node(&mut self, p: &EntryPath, kind: SFlag, dev: libc::dev_t, meta: &Meta) -> Result<()> {
         let parent = self.dir.dir(&p.parent, true)?;
-        self.make_room(parent, &p.name, false)?;
-        mknodat(
-            Some(parent),
-            p.name.as_os_str(),
-            kind,
-            Mode::from_bits_truncate(0o600),
-            dev,
-        )
+        self.create(parent, &p.name, || {
+            mknodat(
+                Some(parent),
+                p.name.as_os_str(),
+                kind,
+                Mode::from_bits_truncate(0o600),
+                dev,
+            )
+        })
         .context("mknod")?;
         self.own_and_time(parent, &p.name, meta)?;
         fchmodat(
@@ -304,15 +337,16 @@ impl Extractor {
 
     fn whiteout(&mut self, parent_rel: &Path, name: &OsStr) -> Result<()> {
         let parent = self.dir.dir(parent_rel, true)?;
-        self.make_room(parent, name, false)?;
         // overlayfs: a character device 0:0 in a lower layer hides the name.
-        mknodat(
-            Some(parent),
-            name,
-            SFlag::S_IFCHR,
-            Mode::empty(),
-            libc::makedev(0, 0),
-        )
+        self.create(parent, name, || {
+            mknodat(
+                Some(parent),
+                name,
+                SFlag::S_IFCHR,
+                Mode::empty(),
+                libc::makedev(0, 0),
+            )
+        })
         .context("mknod whiteout")
     }
 

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{json, Value};
 
+pub mod registry;
 pub mod shim;
 
 /// Parent of every cgroup the tests create (absolute, in every hierarchy).

@@ -1,0 +1,122 @@
+//! The `pier` command line (image commands). Each subcommand is a thin
+//! layer over the library.
+
+mod archive_cmds;
+mod image_cmds;
+mod transfer_cmds;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::reference::ImageRef;
+use crate::registry::{self, auth};
+use crate::store::{Store, DEFAULT_ROOT};
+
+/// pier: container images (registry, store, overlayfs rootfs).
+#[derive(Parser, Debug)]
+#[command(name = "pier", version, about)]
+pub struct Cli {
+    /// Store directory.
+    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Registry (host[:port]) to reach over plain HTTP; repeatable.
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    pub insecure: Vec<String>,
+    /// Network timeout in seconds (connect, response, silence while reading).
+    #[arg(long, global = true, default_value_t = 30)]
+    pub timeout: u64,
+    /// Credentials file (Docker config.json format).
+    #[arg(long = "auth-file", global = true, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Pull an image from a registry.
+    Pull(transfer_cmds::PullArgs),
+    /// Push an image to a registry.
+    Push(transfer_cmds::PushArgs),
+    /// Store credentials for a registry (checked against it first).
+    Login(transfer_cmds::LoginArgs),
+    /// Forget the credentials of a registry.
+    Logout(transfer_cmds::LogoutArgs),
+    /// List images.
+    Images(image_cmds::ImagesArgs),
+    /// Show an image's manifest and config as JSON.
+    Inspect(image_cmds::InspectArgs),
+    /// Give an image another name.
+    Tag(image_cmds::TagArgs),
+    /// Remove image names, then their unreferenced blobs and layers.
+    Rmi(image_cmds::RmiArgs),
+    /// Remove blobs and layers no image uses, and leftover temporary files.
+    Prune,
+    /// Mount an image's rootfs (overlayfs) at DIR/rootfs.
+    Mount(image_cmds::MountArgs),
+    /// Unmount DIR/rootfs and remove the container's changes.
+    Umount(image_cmds::UmountArgs),
+    /// Write an image as an OCI image layout tar.
+    Save(archive_cmds::SaveArgs),
+    /// Load images from an OCI image layout tar or a `docker save` tar.
+    Load(archive_cmds::LoadArgs),
+    /// Make a one-layer image from a root filesystem tar.
+    Import(archive_cmds::ImportArgs),
+}
+
+impl Cli {
+    fn auth_path(&self) -> PathBuf {
+        self.auth_file
+            .clone()
+            .unwrap_or_else(auth::AuthFile::default_path)
+    }
+
+    fn open_store(&self) -> Result<Store> {
+        Store::open(&self.root)
+    }
+
+    /// Registry options for `r`, with stored credentials.
+    fn registry_options(&self, r: &ImageRef) -> Result<registry::Options> {
+        Ok(registry::Options {
+            insecure: self.insecure.clone(),
+            timeout: Duration::from_secs(self.timeout.max(1)),
+            credentials: auth::lookup(&self.auth_path(), &r.registry)?,
+        })
+    }
+}
+
+/// Runs the CLI; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("pier: {e:#}");
+            1
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    match &cli.cmd {
+        Cmd::Pull(a) => transfer_cmds::pull(cli, a),
+        Cmd::Push(a) => transfer_cmds::push(cli, a),
+        Cmd::Login(a) => transfer_cmds::login(cli, a),
+        Cmd::Logout(a) => transfer_cmds::logout(cli, a),
+        Cmd::Images(a) => image_cmds::images(cli, a),
+        Cmd::Inspect(a) => image_cmds::inspect(cli, a),
+        Cmd::Tag(a) => image_cmds::tag(cli, a),
+        Cmd::Rmi(a) => image_cmds::rmi(cli, a),
+        Cmd::Prune => image_cmds::prune(cli),
+        Cmd::Mount(a) => image_cmds::mount(cli, a),
+        Cmd::Umount(a) => image_cmds::umount(cli, a),
+        Cmd::Save(a) => archive_cmds::save(cli, a),
+        Cmd::Load(a) => archive_cmds::load(cli, a),
+        Cmd::Import(a) => archive_cmds::import(cli, a),
+    }
+}

@@ -1,0 +1,5 @@
+//! The `pier` binary.
+
+fn main() {
+    std::process::exit(pier::cli::main());
+}

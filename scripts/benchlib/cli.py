@@ -10,6 +10,7 @@ a command it measures fails or something is left behind.
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,8 @@ class Context:
         self.floor = Floor(self.rootfs)
         self._runtimes = None
         self.notes = {}
+        self.skipped = []
+        self.load_start = report.loadavg()
         self.failures = []
 
     @property
@@ -67,25 +70,30 @@ class Context:
         print(f"  {op}: {text}", file=sys.stderr)
 
     def alternate(self, col, op, actions, heavy=False):
-        """Runs every (tool, action) once per round, in order (A B C A B C
-        ...), for the warm-up rounds and then the measured ones, filing the
-        measured samples in `col`. `op` is one op name, or a list when each
-        action returns one sample per op. A tool whose command fails is
-        dropped from the op, its values discarded, the failure recorded."""
+        """Runs every (tool, action) once per round (A B C, then B C A, then
+        C A B, ...), for the warm-up rounds and then the measured ones,
+        filing the measured samples in `col`. The order rotates because the
+        kernel finishes some of a container's teardown after the runtime has
+        exited (network namespace cleanup, cgroup release): in a fixed order
+        the tool after runc would always pay for runc's. `op` is one op name,
+        or a list when each action returns one sample per op. A tool whose
+        command fails is dropped from the op, its values discarded, the
+        failure recorded."""
         ops = [op] if isinstance(op, str) else list(op)
         warmup, runs = self.heavy if heavy else self.light
         print(
             f"  {'/'.join(ops)}: {warmup} warm-up + {runs} rounds of "
-            f"{' '.join(t for t, _ in actions)}",
+            f"{' '.join(t for t, _ in actions)} (order rotating)",
             file=sys.stderr,
         )
         active = list(actions)
         for i in range(warmup + runs):
-            for tool, action in list(active):
+            k = i % len(active) if active else 0
+            for tool, action in active[k:] + active[:k]:
                 try:
                     out = action()
                 except CommandFailed as e:
-                    active.remove((tool, action))
+                    active = [a for a in active if a[0] != tool]
                     for o in ops:
                         col.discard(o, tool)
                     self.failures.append(f"{'/'.join(ops)} {tool}: {e}")
@@ -110,6 +118,11 @@ def parse(argv):
     p.add_argument("--quick", action="store_true", help="a few runs per op (for CI)")
     p.add_argument("--runs", type=int, help="measured rounds per op (default 20, --quick 3)")
     p.add_argument(
+        "--timeout",
+        type=int,
+        help="stop (and clean up) after this many seconds (default 900 with --quick, else 5400)",
+    )
+    p.add_argument(
         "--no-setup",
         action="store_true",
         help="do not install Debian packages or build berth (use target/release/berth as is)",
@@ -133,17 +146,22 @@ def main(argv):
         print("bench: cargo build --release -p berth", file=sys.stderr)
         subprocess.run(["cargo", "build", "--release", "-p", "berth"], cwd=workspace, check=True)
 
+    berth = os.path.join(target, "release", "berth")
+    if not os.access(berth, os.X_OK):
+        raise SystemExit(f"bench: {berth} is missing (cargo build --release -p berth)")
     tmpdir = tempfile.mkdtemp(prefix="berth-bench-")
     ctx = Context(args, workspace, target, tmpdir)
-    if not os.access(ctx.berth, os.X_OK):
-        raise SystemExit(f"bench: {ctx.berth} is missing (cargo build --release -p berth)")
-    where = hostns.enter()
-    print(f"bench: measuring inside a {where}", file=sys.stderr)
-    ctx.runner = Runner(tmpdir)
+    # A hung runtime must not hang CI: past the limit the run stops, and
+    # cleans up, like on Ctrl-C.
+    signal.signal(signal.SIGALRM, _timed_out)
+    signal.alarm(args.timeout or (900 if args.quick else 5400))
 
     done = []  # (group, results)
     left = []
     try:
+        where = hostns.enter()
+        print(f"bench: measuring inside a {where}", file=sys.stderr)
+        ctx.runner = Runner(tmpdir)
         bundles.make_rootfs(ctx.rootfs)
         ctx.bundles = bundles.Bundles(
             os.path.join(tmpdir, "bundles"), ctx.rootfs, bundles.default_config(ctx.berth, tmpdir)
@@ -152,19 +170,23 @@ def main(argv):
             reason = g.skip_reason(ctx)
             if reason:
                 print(f"{g.NAME}: skipped: {reason}")
+                ctx.skipped.append(f"{g.NAME}: skipped: {reason}")
                 continue
             if not args.no_setup:
                 packages.install(g.PACKAGES)
             print(f"bench: {g.NAME}: {g.TITLE}", file=sys.stderr)
             done.append((g, g.run(ctx)))
     finally:
-        for rt in (ctx._runtimes or {}).values():
-            left += rt.cleanup()
+        signal.alarm(0)
         if ctx.runner:
             ctx.runner.close()
+        for rt in (ctx._runtimes or {}).values():
+            left += rt.cleanup()
         reap_orphans()
         left += cgroups.cleanup()
         shutil.rmtree(tmpdir, ignore_errors=True)
+        for item in left:
+            print(f"bench: left behind: {item}", file=sys.stderr)
 
     out = render(ctx, done)
     print(out)
@@ -179,24 +201,29 @@ def main(argv):
         f"in {time.monotonic() - t0:.0f} s",
         file=sys.stderr,
     )
-    for item in left:
-        print(f"bench: left behind: {item}", file=sys.stderr)
     for f in ctx.failures:
         print(f"bench: failed: {f}", file=sys.stderr)
     return 1 if (left or ctx.failures) else 0
 
 
+def _timed_out(signum, frame):
+    raise TimeoutError("the run took longer than its time limit (see --timeout)")
+
+
 def render(ctx, done):
     """The report: machine, versions, the tables, notes and goals."""
-    lines = [f"Machine: {report.machine()}"]
-    vers = [version(ctx.berth)] + [version(rt.binary) for n, rt in ctx.runtimes.items() if n != "berth"]
+    lines = [
+        f"Machine: {report.machine()}; load average {ctx.load_start} at the start, "
+        f"{report.loadavg()} at the end"
+    ]
+    vers = [version(rt.binary) for rt in ctx.runtimes.values()]
     lines.append("Versions: " + "; ".join(vers))
     mode = "quick" if ctx.quick else "full"
     lines.append(
         f"Mode: {mode}; {ctx.light[1]} measured rounds per op ({ctx.heavy[1]} for seq100 and "
-        f"par50) after {ctx.light[0]} ({ctx.heavy[0]}) warm-up; tools alternate in each round. "
-        "Cells: median (min–max); time = wall, cpu- = user+system (wait4 rusage), "
-        "peak-rss- = ru_maxrss."
+        f"par50) after {ctx.light[0]} ({ctx.heavy[0]}) warm-up; the tools alternate "
+        "(A B C, B C A, ...). Cells: median (min–max); time = wall, cpu- = user+system "
+        "(wait4 rusage), peak-rss- = ru_maxrss."
     )
     # One table per set of columns (groups that share columns share a table).
     tables = {}
@@ -207,8 +234,9 @@ def render(ctx, done):
         if not summaries:
             continue
         lines += ["", report.table(summaries, columns, ratios)]
-    if ctx.notes:
+    if ctx.notes or ctx.skipped:
         lines.append("")
+        lines += [f"- {s}" for s in ctx.skipped]
         for op, texts in ctx.notes.items():
             for t in texts:
                 lines.append(f"- {op}: {t}")

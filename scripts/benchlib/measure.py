@@ -11,14 +11,20 @@ that outlives the command (after `create` or `run -d`) is not counted there.
 The helper exists because a child's ru_maxrss starts at the RSS of whatever
 it was forked from: spawned from Python, every command would show Python's
 ~16 MiB. Stdin and stdout are /dev/null (or a file), stderr a file shown
-when the command fails.
+when the command fails; the environment holds only PATH.
 """
 
 import os
+import signal
 import subprocess
 from dataclasses import dataclass
 
 SPAWNER_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawner.c")
+
+# The environment of every command the bench runs: PATH only, so that a
+# developer's RUST_BACKTRACE=1 (which makes every anyhow error capture a
+# backtrace) or similar never changes what is measured.
+CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
 @dataclass
@@ -65,15 +71,28 @@ class Runner:
         self.tmpdir = tmpdir
         self._n = 0
         exe = build_spawner(os.path.join(tmpdir, "spawner"))
+        # Its own process group, so a hung command can be stopped with it.
         self._proc = subprocess.Popen(
-            [exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+            [exe],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+            env=CLEAN_ENV,
         )
 
     def close(self):
-        """Stops the spawner."""
+        """Stops the spawner; if it is still waiting for a command after a
+        few seconds, kills its process group (the spawner and the commands
+        it started, nothing else)."""
         if self._proc.poll() is None:
             self._proc.stdin.close()
-            self._proc.wait()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
         self._proc.stdout.close()
 
     def _errfile(self):
@@ -136,7 +155,7 @@ class Runner:
             (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
             (os.POSIX_SPAWN_OPEN, 2, errfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
         ]
-        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+        pid = os.posix_spawn(argv[0], argv, CLEAN_ENV, file_actions=actions)
         _, status = os.waitpid(pid, 0)
         if check and status != 0:
             raise CommandFailed(argv, status, _read(errfile))

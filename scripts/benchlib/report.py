@@ -84,3 +84,12 @@ def machine():
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores{mem}, kernel {platform.release()}{distro}"
+
+
+def loadavg():
+    """The 1-minute load average (other work on the machine skews wall times)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"

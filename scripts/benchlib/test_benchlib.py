@@ -44,7 +44,9 @@ class TableTest(unittest.TestCase):
         t = report.table(s, ["berth", "runc", "crun"], [("berth", "crun"), ("berth", "runc")])
         lines = t.splitlines()
         self.assertEqual(lines[0], "| operation | berth | runc | crun | berth/crun | berth/runc |")
-        self.assertEqual(lines[2], "| run (ms) | 4.00 (3.50–6.00) | — | 8.00 (7.00–9.00) | 0.50 | — |")
+        self.assertEqual(
+            lines[2], "| run (ms) | 4.00 (3.50–6.00) | — | 8.00 (7.00–9.00) | 0.50 | — |"
+        )
 
     def test_fmt_keeps_three_digits(self):
         self.assertEqual(report.fmt(2812.4), "2812")
@@ -60,10 +62,12 @@ class SeccompProfileTest(unittest.TestCase):
         "syscalls": [
             {"names": ["getppid", "read"], "action": "SCMP_ACT_ALLOW", "args": [],
              "includes": {}, "excludes": {}},
-            {"names": ["arch_prctl"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["amd64"]}},
+            {"names": ["arch_prctl"], "action": "SCMP_ACT_ALLOW",
+             "includes": {"arches": ["amd64"]}},
             {"names": ["s390_pci_mmio_read"], "action": "SCMP_ACT_ALLOW",
              "includes": {"arches": ["s390x"]}},
-            {"names": ["mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+            {"names": ["mount"], "action": "SCMP_ACT_ALLOW",
+             "includes": {"caps": ["CAP_SYS_ADMIN"]}},
             {"names": ["setns"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
              "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
             {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
@@ -109,8 +113,14 @@ class RunnerTest(unittest.TestCase):
                 # The spawner's own RSS does not leak into the child's peak
                 # (spawned from Python it would be Python's ~10+ MiB).
                 self.assertLess(r.one(["/bin/true"]).maxrss_kib, 4096)
-                big = r.one(["/usr/bin/python3", "-c", "b = bytearray(64 << 20)"])
+                alloc = ["/usr/bin/python3", "-c", "b = bytearray(64 << 20)"]
+                big = r.one(alloc)
                 self.assertGreater(big.maxrss_kib, 64 * 1024)
+                if os.path.exists("/usr/bin/time"):  # GNU time's %M reads the same field
+                    gnu = os.path.join(d, "gnu")
+                    r.one(["/usr/bin/time", "-f", "%M", "-o", gnu, *alloc])
+                    with open(gnu) as f:
+                        self.assertLess(abs(int(f.read()) - big.maxrss_kib), 4096)
                 out = os.path.join(d, "out")
                 r.one(["/bin/echo", "42"], stdout=out)
                 with open(out) as f:
@@ -126,6 +136,12 @@ class RunnerTest(unittest.TestCase):
                 with self.assertRaises(CommandFailed):
                     r.sequence([["/bin/true"], ["/bin/false"], ["/bin/true"]])
                 self.assertEqual(r.one(["/bin/true"]).maxrss_kib > 0, True)  # still in sync
+                # Only PATH reaches the commands (RUST_BACKTRACE=1 would slow berth).
+                os.environ["BENCH_TEST_LEAK"] = "1"
+                try:
+                    r.one(["/bin/sh", "-c", 'test -z "$BENCH_TEST_LEAK" && test -n "$PATH"'])
+                finally:
+                    del os.environ["BENCH_TEST_LEAK"]
             finally:
                 r.close()
 

@@ -169,7 +169,7 @@ def main(argv):
         for g in groups:
             reason = g.skip_reason(ctx)
             if reason:
-                print(f"{g.NAME}: skipped: {reason}")
+                print(f"bench: {g.NAME}: skipped: {reason}", file=sys.stderr)
                 ctx.skipped.append(f"{g.NAME}: skipped: {reason}")
                 continue
             if not args.no_setup:

@@ -126,17 +126,19 @@ def run(ctx):
         ids = [f"{rt.name}-par{k}" for k in range(PARALLEL)]
         starts = [rt.run_detached(ctx.bundles.write(cid, SLEEP), cid) for cid in ids]
         deletes = [rt.delete(cid, force=True) for cid in ids]
-        actions.append((rt.name, _par_start_delete(ctx, rt, ids, starts, deletes)))
+        actions.append((rt.name, _par_start_delete(ctx, starts, deletes)))
     ctx.alternate(col, [f"par{PARALLEL}-start", f"par{PARALLEL}-delete"], actions, heavy=True)
 
     return col.results()
 
 
 def _one(ctx, argv):
+    """Measures one command."""
     return lambda: ctx.runner.one(argv)
 
 
 def _seq(ctx, argvs):
+    """Measures commands run one after the other, as one sample."""
     return lambda: ctx.runner.sequence(argvs)
 
 
@@ -153,7 +155,10 @@ def _then(ctx, argv, cleanup):
     return action
 
 
-def _par_start_delete(ctx, rt, ids, starts, deletes):
+def _par_start_delete(ctx, starts, deletes):
+    """Measures the parallel starts, then the parallel deletes (one sample
+    each); if a start fails, deletes what did start before re-raising."""
+
     def action():
         try:
             s = ctx.runner.parallel(starts)

@@ -20,6 +20,7 @@ from . import bundles, cgroups, hostns, packages, report
 from .groups import images, runtime, seccomp, shim
 from .measure import CommandFailed, Runner, reap_orphans
 from .runtimes import Floor, Runtime, version
+from .stats import Collector
 
 GROUPS = [runtime, seccomp, shim, images]
 PEERS = ("runc", "crun")
@@ -47,6 +48,8 @@ class Context:
         self._runtimes = None
         self.notes = {}
         self.skipped = []
+        self.collectors = []
+        self.versions = []
         self.load_start = report.loadavg()
         self.failures = []
 
@@ -63,6 +66,13 @@ class Context:
 
     def _root(self, name):
         return os.path.join(self.tmpdir, "state", name)
+
+    def collector(self, rss_ops=()):
+        """A new Collector for the running group (kept even if the group
+        stops early)."""
+        col = Collector(rss_ops)
+        self.collectors.append(col)
+        return col
 
     def note(self, op, text):
         """A remark about `op` printed under the table (e.g. a skipped tool)."""
@@ -168,14 +178,22 @@ def main(argv):
         )
         for g in groups:
             reason = g.skip_reason(ctx)
+            if not reason and not args.no_setup:
+                packages.install(g.PACKAGES)
+            ctx.versions = [version(rt.binary) for rt in ctx.runtimes.values()]
             if reason:
                 print(f"bench: {g.NAME}: skipped: {reason}", file=sys.stderr)
                 ctx.skipped.append(f"{g.NAME}: skipped: {reason}")
                 continue
-            if not args.no_setup:
-                packages.install(g.PACKAGES)
             print(f"bench: {g.NAME}: {g.TITLE}", file=sys.stderr)
-            done.append((g, g.run(ctx)))
+            ctx.collectors = []
+            try:
+                g.run(ctx)
+            except (CommandFailed, subprocess.CalledProcessError) as e:
+                # A set-up step failed: keep what was measured, go on.
+                ctx.failures.append(f"{g.NAME}: stopped: {e}")
+                print(f"  FAILED {g.NAME}: stopped: {e}", file=sys.stderr)
+            done.append((g, [r for c in ctx.collectors for r in c.results()]))
     finally:
         signal.alarm(0)
         if ctx.runner:
@@ -216,8 +234,7 @@ def render(ctx, done):
         f"Machine: {report.machine()}; load average {ctx.load_start} at the start, "
         f"{report.loadavg()} at the end"
     ]
-    vers = [version(rt.binary) for rt in ctx.runtimes.values()]
-    lines.append("Versions: " + "; ".join(vers))
+    lines.append("Versions: " + "; ".join(ctx.versions))
     mode = "quick" if ctx.quick else "full"
     lines.append(
         f"Mode: {mode}; {ctx.light[1]} measured rounds per op ({ctx.heavy[1]} for seq100 and "

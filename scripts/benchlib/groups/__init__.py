@@ -2,5 +2,6 @@
 
 Each module has NAME, a one-line TITLE, PACKAGES (Debian packages it compares
 against), `skip_reason(ctx)` (None when it can run, else why not) and
-`run(ctx)` returning a list of `stats.Result`.
+`run(ctx)`, which files what it measures in collectors from `ctx.collector()`
+(so that what was measured survives a later failure of the group).
 """

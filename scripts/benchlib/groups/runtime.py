@@ -18,7 +18,6 @@ import os
 import subprocess
 
 from ..measure import CommandFailed
-from ..stats import Collector
 
 NAME = "runtime"
 TITLE = "berth vs runc vs crun vs the floor"
@@ -54,11 +53,11 @@ def berth_has_exec(ctx):
 
 def run(ctx):
     """Measures every operation, alternating berth, runc, crun, floor in
-    each round; returns the results."""
+    each round, into a collector of `ctx`."""
     for name in ("runc", "crun"):
         if name not in ctx.runtimes:
             raise SystemExit(f"bench: {name} is not installed (apt-get install {name})")
-    col = Collector(rss_ops=["run", "create", "exec"])
+    col = ctx.collector(rss_ops=["run", "create", "exec"])
     rts = [ctx.runtimes[n] for n in ("berth", "runc", "crun")]
     floor = ctx.floor
 
@@ -129,7 +128,6 @@ def run(ctx):
         actions.append((rt.name, _par_start_delete(ctx, starts, deletes)))
     ctx.alternate(col, [f"par{PARALLEL}-start", f"par{PARALLEL}-delete"], actions, heavy=True)
 
-    return col.results()
 
 
 def _one(ctx, argv):

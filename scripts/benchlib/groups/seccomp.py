@@ -13,7 +13,6 @@ import os
 import subprocess
 
 from .. import seccomp_profile
-from ..stats import Collector
 
 NAME = "seccomp"
 TITLE = "getppid loop under the default seccomp profile"
@@ -68,7 +67,8 @@ def skip_reason(ctx):
 
 
 def run(ctx):
-    """Measures ns per getppid in each runtime (alternating) and on the floor."""
+    """Measures ns per getppid in each runtime (alternating) and on the
+    floor, into a collector of `ctx`."""
     src = os.path.join(ctx.tmpdir, "getppid-loop.c")
     with open(src, "w") as f:
         f.write(LOOP_C)
@@ -79,7 +79,7 @@ def run(ctx):
     caps = ctx.bundles.base["process"]["capabilities"]["bounding"]
     profile = seccomp_profile.load(caps)
     n = "200000" if ctx.quick else "2000000"
-    col = Collector()
+    col = ctx.collector()
     actions = []
     for name in ("berth", "runc", "crun"):
         rt = ctx.runtimes[name]
@@ -88,7 +88,6 @@ def run(ctx):
         actions.append((name, _loop(ctx, rt.run(b, cid))))
     actions.append(("floor", _loop(ctx, ctx.floor.run([LOOP, n]))))
     ctx.alternate(_ValueCollector(col), OP, actions)
-    return col.results()
 
 
 def _loop(ctx, argv):

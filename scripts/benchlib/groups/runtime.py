@@ -186,6 +186,7 @@ def goals(summaries):
     return [
         f"Goal: berth <= {GOAL_TIME} x crun in time, <= {GOAL_RSS} x crun in peak RSS "
         f"(berth/crun of medians).",
+        "",
         f"- met ({len(met)}): {', '.join(met) or 'none'}",
         f"- missed ({len(missed)}): {', '.join(missed) or 'none'}",
     ]

@@ -1,0 +1,95 @@
+"""The markdown table, target/bench/results.json and the machine description."""
+
+import json
+import os
+import platform
+
+
+def fmt(value):
+    """A measured value with about three significant digits."""
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def cell(summary):
+    """'median (min–max)' of one results.json object, or '—' when absent."""
+    if summary is None:
+        return "—"
+    return f"{fmt(summary['median'])} ({fmt(summary['min'])}–{fmt(summary['max'])})"
+
+
+def ratio(num, den):
+    """Ratio of two medians as '0.83', or '—' when either is absent."""
+    if num is None or den is None or den["median"] == 0:
+        return "—"
+    return f"{num['median'] / den['median']:.2f}"
+
+
+def table(summaries, columns, ratios, notes=None):
+    """A markdown table: one row per op, one column per tool in `columns`
+    and one per (numerator, denominator) pair in `ratios`; cells are
+    'median (min–max)', ratios compare medians. `notes` maps an op to a
+    short text appended to its name."""
+    notes = notes or {}
+    by_key = {(s["op"], s["tool"]): s for s in summaries}
+    ops = list(dict.fromkeys(s["op"] for s in summaries))
+    units = {s["op"]: s["unit"] for s in summaries}
+    head = ["operation"] + list(columns) + [f"{a}/{b}" for a, b in ratios]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for op in ops:
+        name = f"{op} ({units[op]})"
+        if op in notes:
+            name += f" {notes[op]}"
+        row = [name] + [cell(by_key.get((op, t))) for t in columns]
+        row += [ratio(by_key.get((op, a)), by_key.get((op, b))) for a, b in ratios]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def write_json(path, summaries):
+    """Writes the list of results.json objects."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(summaries, f, indent=2)
+        f.write("\n")
+
+
+def machine():
+    """One line naming the machine: CPU, cores, memory, kernel, distribution."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            mem = f", {kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    distro = ""
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    distro = ", " + line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{mem}, kernel {platform.release()}{distro}"
+
+
+def loadavg():
+    """The 1-minute load average (other work on the machine skews wall times)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"

@@ -111,7 +111,13 @@ pub fn known() -> Vec<&'static str> {
 
 /// The `MS_*` propagation flag of an option, or an error for anything else.
 pub fn propagation_flag(opt: &str) -> Result<libc::c_ulong> {
-    Ok(match opt {
+    propagation(opt).ok_or_else(|| anyhow::anyhow!("unknown propagation {opt:?}"))
+}
+
+/// The `MS_*` propagation flag of an option, if it is one (no error is built:
+/// this runs for every mount option).
+fn propagation(opt: &str) -> Option<libc::c_ulong> {
+    Some(match opt {
         "private" => libc::MS_PRIVATE,
         "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
         "shared" => libc::MS_SHARED,
@@ -120,7 +126,7 @@ pub fn propagation_flag(opt: &str) -> Result<libc::c_ulong> {
         "rslave" => libc::MS_SLAVE | libc::MS_REC,
         "unbindable" => libc::MS_UNBINDABLE,
         "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
-        _ => bail!("unknown propagation {opt:?}"),
+        _ => return None,
     })
 }
 
@@ -143,7 +149,7 @@ pub fn parse(opts: &[String]) -> Result<MountOptions> {
         } else if opt == "bind" || opt == "rbind" {
             o.bind = true;
             o.recursive |= opt == "rbind";
-        } else if let Ok(p) = propagation_flag(opt) {
+        } else if let Some(p) = propagation(opt) {
             o.propagation.push(p);
         } else if let Some(&(_, set, bit)) = RECURSIVE.iter().find(|(n, _, _)| *n == opt) {
             if set {

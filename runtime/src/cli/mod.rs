@@ -3,12 +3,17 @@
 
 mod create;
 mod delete;
+mod events;
 mod kill;
 mod list;
+mod pause;
+mod ps;
+mod resume;
 mod run;
 mod spec;
 mod start;
 mod state;
+mod update;
 
 use std::path::PathBuf;
 
@@ -75,6 +80,16 @@ enum Command {
     List(list::Args),
     /// Write a default config.json.
     Spec(spec::Args),
+    /// Freeze every process of a container.
+    Pause(pause::Args),
+    /// Thaw a paused container.
+    Resume(resume::Args),
+    /// List the processes of a container.
+    Ps(ps::Args),
+    /// Change the resource limits of a running container.
+    Update(update::Args),
+    /// Stream a container's stats and OOM events as JSON (or print stats once).
+    Events(events::Args),
     /// Subcommands of runc that berth does not have yet.
     #[command(external_subcommand)]
     Other(Vec<String>),
@@ -82,17 +97,7 @@ enum Command {
 
 /// Subcommands runc has that later work will add; asking for one is a clear
 /// error rather than "unknown command".
-const NOT_YET: &[&str] = &[
-    "exec",
-    "ps",
-    "pause",
-    "resume",
-    "update",
-    "events",
-    "features",
-    "checkpoint",
-    "restore",
-];
+const NOT_YET: &[&str] = &["exec", "features", "checkpoint", "restore"];
 
 /// Version lines as runc prints them.
 pub fn version_text() -> String {
@@ -154,6 +159,11 @@ fn dispatch(g: &Global, command: Command) -> Result<i32> {
         Command::Run(a) => run::run(g, a),
         Command::List(a) => list::run(g, a).map(|()| 0),
         Command::Spec(a) => spec::run(g, a).map(|()| 0),
+        Command::Pause(a) => pause::run(g, a).map(|()| 0),
+        Command::Resume(a) => resume::run(g, a).map(|()| 0),
+        Command::Ps(a) => ps::run(g, a).map(|()| 0),
+        Command::Update(a) => update::run(g, a).map(|()| 0),
+        Command::Events(a) => events::run(g, a).map(|()| 0),
         Command::Other(args) => {
             let name = args.first().map(String::as_str).unwrap_or("");
             if NOT_YET.contains(&name) {

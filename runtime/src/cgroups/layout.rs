@@ -1,20 +1,10 @@
-//! The container's cgroup, through youki's `libcgroups` (v1, hybrid and v2).
-//!
-//! berth only ever creates, changes and removes the cgroup it computed for the
-//! container (`cgroup_path`); it never touches the caller's or anyone else's.
+//! How cgroups are mounted on this host, read once per command from
+//! `/proc/self/mountinfo` (a few dozen lines; no per-controller re-parsing).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use libcgroups::common::{
-    create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
-};
-use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
-
-/// Parent of the default cgroups (`/berth/ID`).
-pub const DEFAULT_PARENT: &str = "/berth";
+use anyhow::{Context, Result};
 
 /// A cgroup v1 hierarchy mounted on the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +32,8 @@ impl Layout {
         Ok(Self::parse(&info))
     }
 
-    fn parse(mountinfo: &str) -> Layout {
+    /// Parses the text of a `mountinfo` file.
+    pub fn parse(mountinfo: &str) -> Layout {
         let mut layout = Layout {
             v1: Vec::new(),
             unified: None,
@@ -94,6 +85,14 @@ impl Layout {
         layout
     }
 
+    /// The v1 hierarchies berth manages: those with at least one resource
+    /// controller (named ones such as `name=systemd` are left alone).
+    pub fn managed_v1(&self) -> impl Iterator<Item = &Hierarchy> {
+        self.v1
+            .iter()
+            .filter(|h| h.controllers.iter().any(|c| !c.starts_with("name=")))
+    }
+
     /// True on a host where cgroup v2 is the only hierarchy.
     pub fn is_unified(&self) -> bool {
         self.v1.is_empty() && self.unified.is_some()
@@ -123,95 +122,21 @@ pub fn join(root: &Path, cgroup: &Path) -> PathBuf {
     root.join(cgroup.strip_prefix("/").unwrap_or(cgroup))
 }
 
-/// The container's cgroup path: `linux.cgroupsPath` if absolute, or
-/// `/berth/ID` by default.
-pub fn cgroup_path(spec: &Spec, id: &str, systemd: bool) -> Result<PathBuf> {
-    if systemd {
-        bail!("--systemd-cgroup: systemd is not running on this machine (no systemd cgroup driver available)");
-    }
-    let configured = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    match configured {
-        None => Ok(Path::new(DEFAULT_PARENT).join(id)),
-        Some(p) if p.as_os_str().is_empty() => Ok(Path::new(DEFAULT_PARENT).join(id)),
-        Some(p) if p.is_absolute() => {
-            crate::config::validate_container_path("cgroupsPath", &p)?;
-            if p == Path::new("/") {
-                bail!("cgroupsPath \"/\" would be the root cgroup");
-            }
-            Ok(p)
-        }
-        Some(p) => bail!(
-            "relative cgroupsPath {} is not supported by berth yet; use an absolute path",
-            p.display()
-        ),
-    }
+/// The caller's own cgroup in each hierarchy, from `/proc/self/cgroup`:
+/// `(controllers, path)`; v2 is the entry with empty controllers.
+pub fn own_cgroups() -> Result<Vec<(String, PathBuf)>> {
+    let text = fs::read_to_string("/proc/self/cgroup").context("read /proc/self/cgroup")?;
+    Ok(parse_proc_cgroup(&text))
 }
 
-fn manager(path: &Path) -> Result<AnyCgroupManager> {
-    create_cgroup_manager(CgroupConfig {
-        cgroup_path: path.to_path_buf(),
-        systemd_cgroup: false,
-        container_name: String::new(),
-    })
-    .with_context(|| format!("cgroup manager for {}", path.display()))
-}
-
-/// Creates the cgroup, moves `pid` into it and applies `linux.resources`.
-pub fn create(path: &Path, spec: &Spec, pid: i32) -> Result<()> {
-    let m = manager(path)?;
-    m.add_task(Pid::from_raw(pid))
-        .with_context(|| format!("add pid {pid} to cgroup {}", path.display()))?;
-    let default = Default::default();
-    let linux = spec.linux().as_ref();
-    let resources = linux
-        .and_then(|l| l.resources().as_ref())
-        .unwrap_or(&default);
-    let opt = ControllerOpt {
-        resources,
-        disable_oom_killer: resources
-            .memory()
-            .as_ref()
-            .and_then(|m| m.disable_oom_killer())
-            .unwrap_or(false),
-        oom_score_adj: None,
-        freezer_state: None,
-    };
-    m.apply(&opt)
-        .with_context(|| format!("apply resources to cgroup {}", path.display()))?;
-    Ok(())
-}
-
-/// Kills what is left in the cgroup and removes it (a missing cgroup is fine).
-pub fn remove(path: &Path) -> Result<()> {
-    manager(path)?
-        .remove()
-        .with_context(|| format!("remove cgroup {}", path.display()))
-}
-
-/// Pids in the container's cgroup.
-pub fn pids(path: &Path) -> Result<Vec<i32>> {
-    let m = manager(path)?;
-    let pids = m
-        .get_all_pids()
-        .with_context(|| format!("list processes of cgroup {}", path.display()))?;
-    Ok(pids.into_iter().map(|p| p.as_raw()).collect())
-}
-
-/// True if the container's cgroup is frozen.
-pub fn is_frozen(path: &Path) -> bool {
-    let Ok(layout) = Layout::detect() else {
-        return false;
-    };
-    if layout.is_unified() {
-        return layout
-            .dir_of("", path)
-            .and_then(|d| fs::read_to_string(d.join("cgroup.freeze")).ok())
-            .is_some_and(|s| s.trim() == "1");
-    }
-    layout
-        .dir_of("freezer", path)
-        .and_then(|d| fs::read_to_string(d.join("freezer.state")).ok())
-        .is_some_and(|s| s.trim() == "FROZEN")
+fn parse_proc_cgroup(text: &str) -> Vec<(String, PathBuf)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            Some((ctrls.to_string(), PathBuf::from(path)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -244,20 +169,22 @@ mod tests {
     }
 
     #[test]
-    fn default_and_absolute_paths() {
-        let spec: Spec = serde_json::from_str(r#"{"ociVersion":"1.0.0","linux":{}}"#).unwrap();
+    fn managed_skips_named_hierarchies() {
+        let l = Layout::parse(HYBRID);
+        let names: Vec<_> = l.managed_v1().map(|h| h.controllers.join(",")).collect();
+        assert_eq!(names, ["cpu,cpuacct", "memory"]);
+    }
+
+    #[test]
+    fn parses_unified_layout_and_proc_cgroup() {
+        let l = Layout::parse("31 1 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
+        assert!(l.is_unified());
         assert_eq!(
-            cgroup_path(&spec, "c1", false).unwrap(),
-            Path::new("/berth/c1")
+            l.dir_of("memory", Path::new("/a")).unwrap(),
+            Path::new("/sys/fs/cgroup/a")
         );
-        let spec: Spec =
-            serde_json::from_str(r#"{"ociVersion":"1.0.0","linux":{"cgroupsPath":"/x/y"}}"#)
-                .unwrap();
-        assert_eq!(cgroup_path(&spec, "c1", false).unwrap(), Path::new("/x/y"));
-        assert!(cgroup_path(&spec, "c1", true).is_err());
-        let spec: Spec =
-            serde_json::from_str(r#"{"ociVersion":"1.0.0","linux":{"cgroupsPath":"/x/../.."}}"#)
-                .unwrap();
-        assert!(cgroup_path(&spec, "c1", false).is_err());
+        let own = parse_proc_cgroup("4:memory:/x/y\n0::/init.scope\n");
+        assert_eq!(own[0], ("memory".to_string(), PathBuf::from("/x/y")));
+        assert_eq!(own[1], (String::new(), PathBuf::from("/init.scope")));
     }
 }

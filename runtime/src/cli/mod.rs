@@ -87,7 +87,7 @@ enum Command {
     /// List the processes of a container.
     Ps(ps::Args),
     /// Change the resource limits of a running container.
-    Update(update::Args),
+    Update(Box<update::Args>),
     /// Stream a container's stats and OOM events as JSON (or print stats once).
     Events(events::Args),
     /// Subcommands of runc that berth does not have yet.
@@ -162,7 +162,7 @@ fn dispatch(g: &Global, command: Command) -> Result<i32> {
         Command::Pause(a) => pause::run(g, a).map(|()| 0),
         Command::Resume(a) => resume::run(g, a).map(|()| 0),
         Command::Ps(a) => ps::run(g, a).map(|()| 0),
-        Command::Update(a) => update::run(g, a).map(|()| 0),
+        Command::Update(a) => update::run(g, *a).map(|()| 0),
         Command::Events(a) => events::run(g, a).map(|()| 0),
         Command::Other(args) => {
             let name = args.first().map(String::as_str).unwrap_or("");

@@ -232,7 +232,7 @@ fn merge(res: &mut LinuxResources, delta: &LinuxResources) {
         };
     }
     if let Some(dm) = delta.memory() {
-        let mut m = res.memory().clone().unwrap_or_default();
+        let mut m = (*res.memory()).unwrap_or_default();
         take!(
             m,
             dm,
@@ -267,7 +267,7 @@ fn merge(res: &mut LinuxResources, delta: &LinuxResources) {
         res.set_cpu(Some(c));
     }
     if delta.pids().is_some() {
-        res.set_pids(delta.pids().clone());
+        res.set_pids(*delta.pids());
     }
     if let Some(db) = delta.block_io() {
         let mut b = res.block_io().clone().unwrap_or_default();

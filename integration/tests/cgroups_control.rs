@@ -227,3 +227,102 @@ fn systemd_driver_and_bad_resources_fail_clearly_and_leave_nothing() {
     );
     assert!(!c.berth(&["state", &c.id]).status.success());
 }
+
+/// The hierarchy directories berth manages on this host (v1) or the cgroup2
+/// root (v2).
+fn hierarchy_roots() -> Vec<std::path::PathBuf> {
+    if is_v2() {
+        return vec!["/sys/fs/cgroup".into()];
+    }
+    [
+        "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
+    ]
+    .iter()
+    .map(|c| std::path::Path::new("/sys/fs/cgroup").join(c))
+    .filter(|p| p.join("cgroup.procs").exists())
+    .collect()
+}
+
+#[test]
+fn relative_cgroups_path_goes_below_the_callers_cgroup() {
+    let mut b = bundle("exec sleep 1000", json!({}));
+    let c = Container::new("rel", &mut b);
+    b.config["linux"]["cgroupsPath"] = json!("sub");
+    b.write();
+    // A caller cgroup of the test's own, in every hierarchy.
+    let caller = format!("berth-test/{}-caller", c.id);
+    let mut procs = Vec::new();
+    for root in hierarchy_roots() {
+        let mut cur = root.clone();
+        for part in caller.split('/') {
+            let parent = cur.clone();
+            cur.push(part);
+            if std::fs::create_dir(&cur).is_ok() && cur.join("cpuset.cpus").exists() {
+                // A new v1 cpuset cgroup is empty until given cpus and nodes.
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    let v = std::fs::read_to_string(parent.join(f)).unwrap();
+                    std::fs::write(cur.join(f), v.trim()).unwrap();
+                }
+            }
+        }
+        procs.push(cur.join("cgroup.procs"));
+    }
+    let _cleanup = CallerCgroups(
+        procs
+            .iter()
+            .map(|p| p.parent().unwrap().to_path_buf())
+            .collect(),
+        c.cmd(&["delete", "--force", &c.id]),
+    );
+    let moves: Vec<String> = procs
+        .iter()
+        .map(|p| format!("echo $$ > {}", p.display()))
+        .collect();
+    let script = format!(
+        "{} && exec {} --root {} run -d --bundle {} {} </dev/null",
+        moves.join(" && "),
+        berth_integration::bin("berth").display(),
+        c.root.path().display(),
+        b.path().display(),
+        c.id
+    );
+    let out = berth_integration::capture({
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", &script]);
+        cmd
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sub: Vec<_> = procs
+        .iter()
+        .map(|p| p.parent().unwrap().join("sub"))
+        .collect();
+    for d in &sub {
+        let pids = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
+        assert_eq!(pids.lines().count(), 1, "{}: {pids:?}", d.display());
+    }
+    c.ok(&["delete", "--force", &c.id]);
+    for d in &sub {
+        assert!(!d.exists(), "{} left", d.display());
+    }
+}
+
+/// Removes the caller cgroups (after deleting the container below them),
+/// also when the test fails.
+struct CallerCgroups(Vec<std::path::PathBuf>, std::process::Command);
+
+impl Drop for CallerCgroups {
+    fn drop(&mut self) {
+        let _ = berth_integration::capture(std::mem::replace(
+            &mut self.1,
+            std::process::Command::new("true"),
+        ));
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d.join("sub"));
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}

@@ -10,6 +10,8 @@
 //!   overflows for any weight above 16;
 //! - `unified` keys are checked to be plain file names (libcgroups joins them
 //!   to the cgroup path as given, so `../x` would write outside it);
+//! - memory+swap equal to memory writes `memory.swap.max` 0 (no swap) as
+//!   runc does; libcgroups skips the computed 0 and leaves swap unlimited;
 //! - devices: an eBPF filter (`bpf.rs`).
 
 use std::fs;

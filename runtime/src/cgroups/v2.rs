@@ -33,7 +33,12 @@ pub fn create(root: &Path, cgroup: &Path, res: &LinuxResources, pid: i32) -> Res
         let Component::Normal(name) = comp else {
             continue;
         };
-        enable_controllers(&cur)?;
+        // A cgroup holding processes cannot enable domain controllers for
+        // its children (the kernel's no-internal-process rule; the root is
+        // exempt): leave it as it is.
+        if cur == root || read(&cur.join("cgroup.procs"))?.trim().is_empty() {
+            enable_controllers(&cur)?;
+        }
         cur.push(name);
         match fs::create_dir(&cur) {
             Ok(()) => {}

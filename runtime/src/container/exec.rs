@@ -87,7 +87,7 @@ pub fn exec(root: &std::path::Path, dir: &ContainerDir, state: &State, o: ExecOp
     let (parent, child) = sync::pair()?;
     let pid = spawn::spawn_exec(&pidfd, flags, &exe, child)?;
     let guard = KillOnDrop(Some(pid));
-    cgroups::add_process(&state.cgroup_path, pid)?;
+    cgroups::Cgroup::open(&state.cgroup_path)?.add_process(pid)?;
     let plan = InitPlan {
         id: state.id.clone(),
         bundle: state.bundle.clone(),

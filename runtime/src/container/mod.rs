@@ -116,19 +116,16 @@ pub fn kill(dir: &ContainerDir, state: &State, sig: i32, all: bool) -> Result<()
     if dir.status(state) == Status::Stopped {
         bail!("container not running");
     }
+    let cgroup = cgroups::Cgroup::open(&state.cgroup_path)?;
     if all {
-        for pid in cgroups::pids(&state.cgroup_path)? {
-            // SAFETY: plain syscall; realtime signals are not in nix's enum.
-            if unsafe { libc::kill(pid, sig) } < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::ESRCH) {
-                    return Err(e).with_context(|| format!("signal {sig} to pid {pid}"));
-                }
-            }
-        }
-        return Ok(());
+        return cgroup.signal_all(sig);
     }
-    signal_init(state, sig)
+    signal_init(state, sig)?;
+    // A frozen v1 task does not die until thawed (runc thaws for SIGKILL).
+    if sig == libc::SIGKILL && cgroup.is_frozen() {
+        cgroup.thaw()?;
+    }
+    Ok(())
 }
 
 fn signal_init(state: &State, sig: i32) -> Result<()> {
@@ -152,6 +149,12 @@ fn kill_and_wait(state: &State, timeout: Duration) -> Result<()> {
     if let Ok(pidfd) = sys::pidfd_open(state.pid) {
         if process_matches(state.pid, state.pid_start_time) {
             let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            // A paused container's init dies only once thawed (cgroup v1).
+            if let Ok(cg) = cgroups::Cgroup::open(&state.cgroup_path) {
+                if cg.is_frozen() {
+                    cg.thaw()?;
+                }
+            }
             let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
             let ms = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::MAX);
             loop {

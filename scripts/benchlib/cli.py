@@ -41,7 +41,7 @@ class Context:
         self.light = (1 if args.quick else 3, runs)
         self.heavy = (0 if args.quick else 1, args.runs or (1 if args.quick else 20))
         self.runner = None  # started once inside the bench's namespace
-        self.berth = os.path.join(target, "release", "berth")
+        self.berth = os.path.join(target, RELEASE_DIR, "berth")
         self.rootfs = os.path.join(tmpdir, "rootfs")
         self.bundles = None
         self.floor = Floor(self.rootfs)
@@ -135,9 +135,13 @@ def parse(argv):
     p.add_argument(
         "--no-setup",
         action="store_true",
-        help="do not install Debian packages or build berth (use target/release/berth as is)",
+        help="do not install Debian packages or build berth (use the release build as is)",
     )
     return p.parse_args(argv)
+
+
+# Where scripts/build-release puts the static release binaries.
+RELEASE_DIR = os.path.join("x86_64-unknown-linux-gnu", "release")
 
 
 def main(argv):
@@ -153,12 +157,12 @@ def main(argv):
 
     if not args.no_setup:
         packages.install(CORE_PACKAGES)
-        print("bench: cargo build --release -p berth", file=sys.stderr)
-        subprocess.run(["cargo", "build", "--release", "-p", "berth"], cwd=workspace, check=True)
+        print("bench: scripts/build-release (berth, berth-shim; static)", file=sys.stderr)
+        subprocess.run([os.path.join(workspace, "scripts", "build-release")], cwd=workspace, check=True)
 
-    berth = os.path.join(target, "release", "berth")
+    berth = os.path.join(target, RELEASE_DIR, "berth")
     if not os.access(berth, os.X_OK):
-        raise SystemExit(f"bench: {berth} is missing (cargo build --release -p berth)")
+        raise SystemExit(f"bench: {berth} is missing (scripts/build-release)")
     tmpdir = tempfile.mkdtemp(prefix="berth-bench-")
     ctx = Context(args, workspace, target, tmpdir)
     # A hung runtime must not hang CI: past the limit the run stops, and

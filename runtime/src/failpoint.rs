@@ -5,8 +5,8 @@
 /// The points `create` can be killed at, in the order they are reached.
 pub const CREATE_POINTS: &[&str] = &[
     "create-after-state-dir",
-    "create-after-spawn",
     "create-after-cgroup",
+    "create-after-spawn",
     "create-after-plan",
     "create-in-hooks",
     "create-after-ready",

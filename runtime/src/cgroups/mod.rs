@@ -107,22 +107,22 @@ impl Cgroup {
             .find_map(|c| self.dir(c))
     }
 
-    /// Creates the cgroup, applies `res`, then moves `pid` in.
-    pub fn create(&self, res: &LinuxResources, pid: i32) -> Result<()> {
+    /// Creates the cgroup and applies `res`; processes join with
+    /// [`Cgroup::add_process`] (so none ever runs unlimited).
+    pub fn create(&self, res: &LinuxResources) -> Result<()> {
         match self.v2_root() {
-            Some(root) => v2::create(root, &self.path, res, pid),
+            Some(root) => v2::create(root, &self.path, res),
             None => {
                 if self.layout.v1.is_empty() {
                     bail!("no cgroup hierarchy is mounted on this host");
                 }
-                v1::create(&self.v1_dirs(), res, pid)
+                v1::create(&self.v1_dirs(), res)
             }
         }
         .with_context(|| format!("cgroup {}", self.path.display()))
     }
 
-    /// Moves `pid` into the existing cgroup (`exec`), without touching its
-    /// resources.
+    /// Moves `pid` into the cgroup, without touching its resources.
     pub fn add_process(&self, pid: i32) -> Result<()> {
         let dirs: Vec<PathBuf> = match self.v2_root() {
             Some(root) => vec![join(root, &self.path)],
@@ -369,16 +369,17 @@ fn remove_tree(dir: &Path) -> Result<()> {
     }
 }
 
-/// Creates the container's cgroup, applies `linux.resources` and moves `pid`
-/// in.
-pub fn create(path: &Path, spec: &Spec, pid: i32) -> Result<()> {
+/// Creates the container's cgroup and applies `linux.resources`.
+pub fn create(path: &Path, spec: &Spec) -> Result<Cgroup> {
     let default = LinuxResources::default();
     let res = spec
         .linux()
         .as_ref()
         .and_then(|l| l.resources().as_ref())
         .unwrap_or(&default);
-    Cgroup::open(path)?.create(res, pid)
+    let cg = Cgroup::open(path)?;
+    cg.create(res)?;
+    Ok(cg)
 }
 
 /// Kills what is left in the cgroup and removes it (a missing cgroup is fine).

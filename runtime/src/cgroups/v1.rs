@@ -40,20 +40,16 @@ fn need<'a>(dirs: &'a [Dir], controller: &str) -> Result<&'a Path> {
     })
 }
 
-/// Creates the directories, applies `res`, then moves `pid` in (so the
-/// process never runs unlimited).
-pub fn create(dirs: &[Dir], res: &LinuxResources, pid: i32) -> Result<()> {
+/// Creates the directories and applies `res` (before any process is moved
+/// in, so none ever runs unlimited).
+pub fn create(dirs: &[Dir], res: &LinuxResources) -> Result<()> {
     for d in dirs {
         fs::create_dir_all(&d.dir).with_context(|| format!("mkdir {}", d.dir.display()))?;
         if d.controllers.iter().any(|c| c == "cpuset") {
             init_cpuset(&d.root, &d.dir)?;
         }
     }
-    apply(dirs, res, true)?;
-    for d in dirs {
-        write(&d.dir.join("cgroup.procs"), pid)?;
-    }
-    Ok(())
+    apply(dirs, res, true)
 }
 
 /// A new cpuset cgroup starts with no cpus and no memory nodes, and no

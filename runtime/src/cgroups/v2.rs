@@ -27,7 +27,7 @@ use super::{bpf, devices, layout::join};
 
 /// Creates the cgroup `cgroup` below the cgroup2 mount `root`, applies `res`,
 /// then moves `pid` in.
-pub fn create(root: &Path, cgroup: &Path, res: &LinuxResources, pid: i32) -> Result<()> {
+pub fn create(root: &Path, cgroup: &Path, res: &LinuxResources) -> Result<()> {
     let mut cur = root.to_path_buf();
     for comp in cgroup.components() {
         let Component::Normal(name) = comp else {
@@ -46,8 +46,7 @@ pub fn create(root: &Path, cgroup: &Path, res: &LinuxResources, pid: i32) -> Res
             Err(e) => return Err(e).with_context(|| format!("mkdir {}", cur.display())),
         }
     }
-    apply(root, cgroup, res, true)?;
-    write(&cur.join("cgroup.procs"), pid)
+    apply(root, cgroup, res, true)
 }
 
 /// Enables in `dir`'s children every controller `dir` has, writing only

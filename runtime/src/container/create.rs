@@ -4,8 +4,9 @@
 //! 1. validate the bundle (nothing exists on the host yet);
 //! 2. create and lock `--root/ID`, write a first `state.json` (pid 0) so a
 //!    crash from here on can be cleaned by `delete --force`;
-//! 3. spawn the init into its namespaces (see `process::spawn`);
-//! 4. put it in its cgroup, apply resources, set `oom_score_adj`;
+//! 3. create the cgroup and apply the resources;
+//! 4. spawn the init into its namespaces (see `process::spawn`), move it
+//!    into the cgroup, set `oom_score_adj`;
 //! 5. send it the plan; run prestart/createRuntime hooks when it asks;
 //! 6. on `Ready`, record its pid and start time, write the pid file.
 
@@ -129,6 +130,12 @@ pub fn create(o: &CreateOpts, console: Option<UnixStream>) -> Result<Created> {
     dir.save(&state)?;
     failpoint::hit("create-after-state-dir");
 
+    // The cgroup exists with its limits before the init does: the init only
+    // has to be moved in, which keeps the parent's work after `clone` short.
+    guard.cgroup = Some(cgroup_path.clone());
+    let cgroup = cgroups::create(&cgroup_path, &state.config)?;
+    failpoint::hit("create-after-cgroup");
+
     let exe = sealed_exe::open(&o.root)?;
     // Bound through the directory's descriptor: the socket path stays short
     // whatever the length of --root.
@@ -156,10 +163,8 @@ pub fn create(o: &CreateOpts, console: Option<UnixStream>) -> Result<Created> {
         &mut guard.spawned,
     )?;
     drop(exe);
+    cgroup.add_process(pid)?;
     failpoint::hit("create-after-spawn");
-    guard.cgroup = Some(cgroup_path.clone());
-    cgroups::create(&cgroup_path, &state.config, pid)?;
-    failpoint::hit("create-after-cgroup");
     if let Some(adj) = process.oom_score_adj() {
         let p = format!("/proc/{pid}/oom_score_adj");
         fs::write(&p, adj.to_string()).with_context(|| format!("write {p}"))?;

@@ -298,6 +298,26 @@ pub fn capture(mut cmd: Command) -> Output {
     }
 }
 
+/// Makes `cmd`'s child inherit `fd` as descriptor `target` (not
+/// close-on-exec).
+pub fn pass_fd(cmd: &mut Command, fd: std::os::fd::RawFd, target: std::os::fd::RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = if fd == target {
+                libc::fcntl(target, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, target)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Count of mount entries whose line contains `needle` in this process's
 /// mount namespace.
 pub fn mounts_containing(needle: &str) -> usize {

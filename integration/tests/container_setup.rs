@@ -326,22 +326,9 @@ fn preserve_fds_and_listen_fds() {
     ]);
     use std::os::fd::AsRawFd;
     let raw = file.as_raw_fd();
-    // SAFETY: dup2 in the child before exec; async-signal-safe.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || {
-            let r = if raw == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(raw, 3)
-            };
-            // LISTEN_FDS=1 adds descriptor 4 to the preserved ones.
-            if r < 0 || libc::dup2(0, 4) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    berth_integration::pass_fd(&mut cmd, raw, 3);
+    // LISTEN_FDS=1 adds descriptor 4 to the preserved ones.
+    berth_integration::pass_fd(&mut cmd, 0, 4);
     cmd.env("LISTEN_FDS", "1");
     let out = berth_integration::capture(cmd);
     let stdout = String::from_utf8_lossy(&out.stdout);

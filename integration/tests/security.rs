@@ -1,10 +1,9 @@
 //! Attacks on the runtime from a hostile container or rootfs; each test runs
 //! the attack and asserts it fails.
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 
-use berth_integration::{bin, capture, Bundle, Container, TempDir};
+use berth_integration::{bin, capture, pass_fd, Bundle, Container, TempDir};
 use serde_json::json;
 
 /// CVE-2019-5736: a process in the container opens the runtime binary
@@ -52,16 +51,7 @@ fn cve_2024_21626_no_host_fd_and_no_cwd_outside() {
     let dir = std::fs::File::open(host_dir.path()).unwrap();
     let raw = std::os::fd::AsRawFd::as_raw_fd(&dir);
     let mut cmd = c.cmd(&["run", "-b", b.path().to_str().unwrap(), &c.id]);
-    // SAFETY: dup2 is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(raw, 7) < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(())
-            }
-        });
-    }
+    pass_fd(&mut cmd, raw, 7);
     let out = capture(cmd);
     assert!(
         out.status.success(),
@@ -82,16 +72,7 @@ fn cve_2024_21626_no_host_fd_and_no_cwd_outside() {
     b.config["process"]["cwd"] = json!("/proc/self/fd/7");
     let c = Container::new("cwd", &mut b);
     let mut cmd = c.cmd(&["run", "-b", b.path().to_str().unwrap(), &c.id]);
-    // SAFETY: as above.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(raw, 7) < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(())
-            }
-        });
-    }
+    pass_fd(&mut cmd, raw, 7);
     let out = capture(cmd);
     assert!(
         !out.status.success(),

@@ -200,18 +200,7 @@ fn run(chan: &Channel) -> Result<Infallible> {
         sysctl::apply(s)?;
     }
     let process = &plan.process;
-    if process.terminal().unwrap_or(false) {
-        let socket = console_socket
-            .as_ref()
-            .context("process.terminal is set but no console socket was given")?;
-        let size = process.console_size().map(|b| WinSize {
-            rows: b.height() as u16,
-            cols: b.width() as u16,
-        });
-        let slave = console::setup(socket, size, true)?;
-        console::make_controlling(&slave)?;
-    }
-    drop(console_socket);
+    terminal(process, console_socket, true)?;
     if setup_root {
         rootfs::finalize(spec)?;
     }
@@ -245,20 +234,26 @@ fn exec_process(
     mut seccomp: Option<seccomp::Installer>,
 ) -> Result<Infallible> {
     let process = &plan.process;
-    if process.terminal().unwrap_or(false) {
-        let socket = console_socket
-            .as_ref()
-            .context("process.terminal is set but no console socket was given")?;
-        let size = process.console_size().map(|b| WinSize {
-            rows: b.height() as u16,
-            cols: b.width() as u16,
-        });
-        let slave = console::setup(socket, size, false)?;
-        console::make_controlling(&slave)?;
-    }
-    drop(console_socket);
+    terminal(process, console_socket, false)?;
     let prepared = prepare_process(process, &plan.extra_env, seccomp.as_mut())?;
     exec(&prepared, plan.preserve_fds)
+}
+
+/// With `process.terminal`: a pty from the container's devpts as the
+/// process's controlling terminal and stdio, its master sent to the console
+/// socket (and, for the container's init, bound onto `/dev/console`).
+fn terminal(process: &Process, console_socket: Option<OwnedFd>, bind_console: bool) -> Result<()> {
+    if !process.terminal().unwrap_or(false) {
+        return Ok(());
+    }
+    let socket =
+        console_socket.context("process.terminal is set but no console socket was given")?;
+    let size = process.console_size().map(|b| WinSize {
+        rows: b.height() as u16,
+        cols: b.width() as u16,
+    });
+    let slave = console::setup(&socket, size, bind_console)?;
+    console::make_controlling(&slave)
 }
 
 /// The user process, ready to be `execve`d.

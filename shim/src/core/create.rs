@@ -1,22 +1,18 @@
 //! `RUNTIME create` with the shim holding the container's stdio.
 
-use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
-use std::process::Stdio;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nix::sys::signalfd::SignalFd;
 
 use super::session::{Session, Source};
+use super::stdio;
 use super::subscribers::Subscribers;
 use super::{Core, CoreConfig, Status, CONTAINER};
 use crate::console::ConsoleSocket;
-use crate::fdio;
 use crate::logfile::LogWriter;
 use crate::oom::OomWatch;
-use crate::runtime;
-use crate::Stream;
 
 /// File in the state directory where the runtime writes the container's pid.
 pub const PID_FILE: &str = "pid";
@@ -45,57 +41,10 @@ impl Core {
         let (sources, stdin, pty) = if cfg.terminal {
             let console = ConsoleSocket::bind(&cfg.state_dir.join(CONSOLE_SOCKET))?;
             cmd.arg("--console-socket").arg(console.path()).arg(&cfg.id);
-            runtime::run_captured(cmd, &what)?;
-            let master = console.receive()?;
-            fdio::set_nonblocking(master.as_fd())?;
-            let reader = master.try_clone().context("dup pty master")?;
-            let writer = master.try_clone().context("dup pty master")?;
-            (
-                vec![Source {
-                    fd: reader,
-                    stream: Stream::Stdout,
-                }],
-                Some(writer),
-                Some(master),
-            )
+            stdio::run_with_console(cmd, &what, &console)?
         } else {
-            let (out_r, out_w) = fdio::pipe()?;
-            let (err_r, err_w) = fdio::pipe()?;
-            let (in_w, in_r): (Option<OwnedFd>, Stdio) = if cfg.stdin {
-                let (r, w) = fdio::pipe()?;
-                (Some(w), Stdio::from(r))
-            } else {
-                (None, Stdio::null())
-            };
-            cmd.arg(&cfg.id).stdin(in_r).stdout(out_w).stderr(err_w);
-            let status = cmd.status().with_context(|| format!("run {what}"));
-            // The Command holds the child's ends: drop them so that the
-            // pipes see end-of-file when the container's side is gone.
-            drop(cmd);
-            let status = status?;
-            if !status.success() {
-                // The runtime's error went to the container's stderr (and
-                // runc-style runtimes pass their own stdio through).
-                let mut text = Vec::new();
-                let _ = std::fs::File::from(err_r)
-                    .take(64 * 1024)
-                    .read_to_end(&mut text);
-                bail!("{what} failed ({status}): {}", runtime::message(&text));
-            }
-            for fd in [&out_r, &err_r].into_iter().chain(in_w.as_ref()) {
-                fdio::set_nonblocking(fd.as_fd())?;
-            }
-            let sources = vec![
-                Source {
-                    fd: out_r,
-                    stream: Stream::Stdout,
-                },
-                Source {
-                    fd: err_r,
-                    stream: Stream::Stderr,
-                },
-            ];
-            (sources, in_w, None)
+            cmd.arg(&cfg.id);
+            stdio::run_with_pipes(cmd, &what, cfg.stdin)?
         };
 
         let mut core = Core {

@@ -6,19 +6,13 @@
 //! ones, not the runtime's. Its stdio are pipes held by the shim, or a pty
 //! received over a console socket.
 
-use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
-use std::process::Stdio;
-
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use super::session::{Session, Source};
+use super::session::Session;
+use super::stdio;
 use super::{Core, SessionId, Status};
 use crate::console::ConsoleSocket;
-use crate::fdio;
-use crate::runtime;
-use crate::Stream;
 
 /// What to run.
 #[derive(Clone, Debug, Default)]
@@ -101,54 +95,9 @@ impl Core {
         }
         let what = format!("{} exec", self.cfg.runtime.path.display());
 
-        let (sources, stdin, pty) = if let Some(console) = console {
-            runtime::run_captured(cmd, &what)?;
-            let master = console.receive()?;
-            fdio::set_nonblocking(master.as_fd())?;
-            let reader = master.try_clone().context("dup pty master")?;
-            let writer = master.try_clone().context("dup pty master")?;
-            (
-                vec![Source {
-                    fd: reader,
-                    stream: Stream::Stdout,
-                }],
-                Some(writer),
-                Some(master),
-            )
-        } else {
-            let (out_r, out_w) = fdio::pipe()?;
-            let (err_r, err_w) = fdio::pipe()?;
-            let (in_w, in_r): (Option<OwnedFd>, Stdio) = if req.stdin {
-                let (r, w) = fdio::pipe()?;
-                (Some(w), Stdio::from(r))
-            } else {
-                (None, Stdio::null())
-            };
-            cmd.stdin(in_r).stdout(out_w).stderr(err_w);
-            let status = cmd.status().with_context(|| format!("run {what}"));
-            drop(cmd);
-            let status = status?;
-            if !status.success() {
-                let mut text = Vec::new();
-                let _ = std::fs::File::from(err_r)
-                    .take(64 * 1024)
-                    .read_to_end(&mut text);
-                bail!("{what} failed ({status}): {}", runtime::message(&text));
-            }
-            for fd in [&out_r, &err_r].into_iter().chain(in_w.as_ref()) {
-                fdio::set_nonblocking(fd.as_fd())?;
-            }
-            let sources = vec![
-                Source {
-                    fd: out_r,
-                    stream: Stream::Stdout,
-                },
-                Source {
-                    fd: err_r,
-                    stream: Stream::Stderr,
-                },
-            ];
-            (sources, in_w, None)
+        let (sources, stdin, pty) = match console {
+            Some(console) => stdio::run_with_console(cmd, &what, &console)?,
+            None => stdio::run_with_pipes(cmd, &what, req.stdin)?,
         };
         let text = std::fs::read_to_string(pid_file)
             .with_context(|| format!("read the runtime's pid file {}", pid_file.display()))?;

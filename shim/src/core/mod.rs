@@ -14,6 +14,7 @@
 mod create;
 mod exec;
 mod session;
+mod stdio;
 mod subscribers;
 
 use std::collections::{BTreeMap, VecDeque};

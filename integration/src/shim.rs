@@ -234,6 +234,23 @@ impl Drop for ShimTest {
     }
 }
 
+/// Defines one test per runtime: `per_runtime!(module, body_fn, [Berth, Runc])`
+/// makes `module::Berth` and `module::Runc`, each calling `body_fn` with it.
+#[macro_export]
+macro_rules! per_runtime {
+    ($name:ident, $body:ident, [$($rt:ident),*]) => {
+        mod $name {
+            $(
+                #[test]
+                #[allow(non_snake_case)]
+                fn $rt() {
+                    super::$body(berth_integration::shim::Runtime::$rt);
+                }
+            )*
+        }
+    };
+}
+
 /// Whether `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

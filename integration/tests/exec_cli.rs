@@ -177,6 +177,20 @@ mod nix_free {
     }
 }
 
+/// Reads a pty master until the process side is gone (EIO once every slave
+/// descriptor is closed).
+fn read_until_closed(m: &mut std::fs::File) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = m.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[test]
 fn console_socket_gets_a_working_pty_with_the_requested_size() {
     let dir = TempDir::new("cons");
@@ -203,16 +217,7 @@ fn console_socket_gets_a_working_pty_with_the_requested_size() {
     let mut m = std::fs::File::from(master);
     m.write_all(b"stty size; tty; echo mark-$((2+3)); exit\n")
         .unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    // Read until the shell exits (EIO when the slave side closes).
-    while let Ok(n) = m.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&out);
+    let text = read_until_closed(&mut m);
     assert!(text.contains("40 100"), "window size: {text}");
     assert!(text.contains("mark-5"), "{text}");
     assert!(
@@ -243,15 +248,7 @@ fn exec_with_console_socket() {
         "tty; echo done-$((1+1))",
     ]);
     let mut m = std::fs::File::from(accept.join().unwrap());
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = m.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&out);
+    let text = read_until_closed(&mut m);
     assert!(
         text.contains("/dev/pts/") && text.contains("done-2"),
         "{text}"

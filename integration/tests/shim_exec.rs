@@ -1,23 +1,10 @@
 //! berth-shim: `exec` through `RUNTIME exec`, with its own stdio and exit
 //! status. Tested with berth, runc and crun.
 
+use berth_integration::per_runtime;
 use berth_integration::shim::{cri_payload, cri_records, frame, Runtime, ShimTest};
 use berth_integration::Bundle;
 use serde_json::json;
-
-macro_rules! per_runtime {
-    ($name:ident, $body:ident, [$($rt:ident),*]) => {
-        mod $name {
-            $(
-                #[test]
-                #[allow(non_snake_case)]
-                fn $rt() {
-                    super::$body(berth_integration::shim::Runtime::$rt);
-                }
-            )*
-        }
-    };
-}
 
 per_runtime!(
     exec_has_its_own_stdio_and_exit_status,

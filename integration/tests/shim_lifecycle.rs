@@ -4,24 +4,10 @@
 use std::process::Command;
 use std::time::Duration;
 
+use berth_integration::per_runtime;
 use berth_integration::shim::{alive, cri_payload, cri_records, wait_until, Runtime, ShimTest};
 use berth_integration::{bin, capture, pids_with_cmdline, Bundle};
 use serde_json::{json, Value};
-
-/// One test per runtime.
-macro_rules! per_runtime {
-    ($name:ident, $body:ident, [$($rt:ident),*]) => {
-        mod $name {
-            $(
-                #[test]
-                #[allow(non_snake_case)]
-                fn $rt() {
-                    super::$body(berth_integration::shim::Runtime::$rt);
-                }
-            )*
-        }
-    };
-}
 
 fn log_text(t: &ShimTest) -> String {
     String::from_utf8_lossy(&cri_payload(

@@ -58,8 +58,17 @@ pub fn console_pair() -> Result<(UnixStream, UnixStream)> {
     UnixStream::pair().context("socketpair for the console")
 }
 
-/// Receives the pty master sent by the init.
+/// Receives the pty master sent by the init and gives it the window size of
+/// berth's own terminal (before the process can ask for it).
 pub fn receive_master(sock: &UnixStream) -> Result<OwnedFd> {
+    let master = receive_fd(sock)?;
+    if let Some(ws) = window_size(std::io::stdin().as_fd()) {
+        console::set_size(master.as_fd(), ws)?;
+    }
+    Ok(master)
+}
+
+fn receive_fd(sock: &UnixStream) -> Result<OwnedFd> {
     let mut buf = [0u8; 64];
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let mut iov = [IoSliceMut::new(&mut buf)];
@@ -108,7 +117,8 @@ impl Drop for RawMode {
     }
 }
 
-fn window_size(fd: BorrowedFd) -> Option<WinSize> {
+/// The window size of the terminal on `fd`, if it is one.
+pub fn window_size(fd: BorrowedFd) -> Option<WinSize> {
     let mut w: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ fills a winsize.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut w) } < 0 {
@@ -193,13 +203,23 @@ pub fn wait(pid: i32, set: &SigSet, master: Option<OwnedFd>) -> Result<i32> {
             }
         }
     };
-    // Whatever the process wrote last is still in the pty.
+    // Whatever the process wrote last may still be on its way through the
+    // pty (the kernel moves it to the master side asynchronously): read
+    // until the slave side is closed (EIO), or until nothing more comes
+    // (a process left in the container may hold the slave open).
     if let (Some(m), true) = (&master, master_open) {
-        let _ = nix::fcntl::fcntl(
-            m.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        );
-        while copy(m.as_fd(), &mut std::io::stdout(), &mut buf) {}
+        loop {
+            let mut fds = [PollFd::new(m.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(200u8)) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(nix::Error::EINTR) => continue,
+                Err(_) => break,
+            }
+            if !copy(m.as_fd(), &mut std::io::stdout(), &mut buf) {
+                break;
+            }
+        }
     }
     drop(raw);
     Ok(code)

@@ -1,5 +1,6 @@
 //! `berth exec`: run a new process in a running container, as `runc exec`.
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -145,7 +146,7 @@ pub fn run(g: &Global, a: Args) -> Result<i32> {
     }
     let dir = ContainerDir::open(&g.root, &a.id)?;
     let state = dir.load()?;
-    let process = build_process(&a, state.config.process().as_ref())?;
+    let mut process = build_process(&a, state.config.process().as_ref())?;
     let set = if a.detach {
         None
     } else {
@@ -160,6 +161,18 @@ pub fn run(g: &Global, a: Args) -> Result<i32> {
         None if process.terminal().unwrap_or(false) && !a.detach => {
             let (theirs, ours) = foreground::console_pair()?;
             relay = Some(ours);
+            // The process is running by the time its master comes back:
+            // its first look at the window size must already be right.
+            if process.console_size().is_none() {
+                if let Some(ws) = foreground::window_size(std::io::stdin().as_fd()) {
+                    let size = oci_spec::runtime::BoxBuilder::default()
+                        .height(ws.rows as u64)
+                        .width(ws.cols as u64)
+                        .build()
+                        .context("console size")?;
+                    process.set_console_size(Some(size));
+                }
+            }
             Some(theirs)
         }
         None => None,

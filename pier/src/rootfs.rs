@@ -53,7 +53,13 @@ impl RootfsMount {
     /// overlay at `dir/rootfs`, with fresh `dir/upper` and `dir/work`
     /// (`dir` is created if needed; the three must not exist).
     pub fn mount(store: &Store, image: &Image, dir: &Path) -> Result<RootfsMount> {
-        let layers = image.layers()?;
+        RootfsMount::mount_layers(store, &image.layers()?, dir)
+    }
+
+    /// [`RootfsMount::mount`] of a layer list (bottom first) rather than
+    /// an image: for build steps, whose intermediate states are not images.
+    pub fn mount_layers(store: &Store, layers: &[Layer], dir: &Path) -> Result<RootfsMount> {
+        let layers = layers.to_vec();
         for l in &layers {
             unpack_layer(store, l)?;
         }

@@ -2,6 +2,7 @@
 //! layer over the library.
 
 mod archive_cmds;
+mod build_cmd;
 mod image_cmds;
 mod transfer_cmds;
 
@@ -31,6 +32,15 @@ pub struct Cli {
     /// Credentials file (Docker config.json format).
     #[arg(long = "auth-file", global = true, value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
+    /// State of running containers, shims and networks (a tmpfs).
+    #[arg(long, global = true, default_value = "/run/pier")]
+    pub runroot: PathBuf,
+    /// OCI runtime binary (default: `berth` next to pier, or on PATH).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub runtime: Option<PathBuf>,
+    /// Absolute cgroup parent of containers and build steps.
+    #[arg(long = "cgroup-parent", global = true, default_value = "/pier")]
+    pub cgroup_parent: String,
     /// The command.
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -67,6 +77,8 @@ pub enum Cmd {
     Load(archive_cmds::LoadArgs),
     /// Make a one-layer image from a root filesystem tar.
     Import(archive_cmds::ImportArgs),
+    /// Build an image from a Dockerfile.
+    Build(build_cmd::BuildArgs),
 }
 
 impl Cli {
@@ -78,6 +90,14 @@ impl Cli {
 
     fn open_store(&self) -> Result<Store> {
         Store::open(&self.root)
+    }
+
+    /// The runtime and its state root (`RUNROOT/runtime`).
+    fn runtime(&self) -> Result<crate::run::runtime::Runtime> {
+        if !self.cgroup_parent.starts_with('/') {
+            anyhow::bail!("--cgroup-parent must be an absolute path");
+        }
+        crate::run::runtime::Runtime::new(self.runtime.as_deref(), self.runroot.join("runtime"))
     }
 
     /// Registry options for `r`, with stored credentials.
@@ -118,5 +138,6 @@ fn run(cli: &Cli) -> Result<()> {
         Cmd::Save(a) => archive_cmds::save(cli, a),
         Cmd::Load(a) => archive_cmds::load(cli, a),
         Cmd::Import(a) => archive_cmds::import(cli, a),
+        Cmd::Build(a) => build_cmd::build(cli, a),
     }
 }

@@ -18,6 +18,7 @@ pub mod digest;
 pub mod image;
 pub mod inroot;
 pub mod interrupt;
+pub mod net;
 pub mod progress;
 pub mod pull;
 pub mod push;

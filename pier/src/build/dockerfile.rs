@@ -556,7 +556,9 @@ SHELL ["/bin/bash", "-c"]
 
     #[test]
     fn escape_directive_and_heredocs() {
-        let text = "# escape=`\nFROM scratch\nRUN echo a `\n  b\nRUN <<EOF\necho one\necho two\nEOF\nRUN cat <<EOT > /f\nhi\nEOT\n";
+        // (parse-dockerfile reads a RUN heredoc only as `RUN <<EOF`, at the
+        // start of the command.)
+        let text = "# escape=`\nFROM scratch\nRUN echo a `\n  b\nRUN <<EOF\necho one\necho two\nEOF\nCOPY <<EOT /f\nhi\nEOT\n";
         let df = Dockerfile::parse("Dockerfile", text).unwrap();
         assert_eq!(df.escape, '`');
         assert_eq!(
@@ -574,9 +576,16 @@ SHELL ["/bin/bash", "-c"]
             }
         );
         match &df.instrs[3].kind {
-            Kind::Run {
-                cmd: Cmd::Shell(s), ..
-            } => assert!(s.starts_with("cat <<EOT > /f\nhi\nEOT"), "{s:?}"),
+            Kind::Copy { srcs, dest, .. } => {
+                assert_eq!(dest, "/f");
+                assert_eq!(
+                    srcs,
+                    &vec![Src::HereDoc {
+                        body: "hi\n".into(),
+                        expand: true
+                    }]
+                );
+            }
             k => panic!("{k:?}"),
         }
     }

@@ -24,10 +24,15 @@ pub fn install() {
         SaFlags::empty(),
         SigSet::empty(),
     );
+    let mut set = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: the handler only stores to atomics (async-signal-safe).
         let _ = unsafe { sigaction(s, &act) };
+        set.add(s);
     }
+    // A parent may have started us with these blocked (some test runners
+    // and supervisors do); they must reach the handler.
+    let _ = set.thread_unblock();
 }
 
 /// True once a signal arrived.

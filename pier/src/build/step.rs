@@ -119,6 +119,7 @@ impl<'a> StepMount<'a> {
         // Its own process group: a Ctrl-C on the terminal reaches pier,
         // which then stops the container and cleans up.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        crate::interrupt::check()?;
         self.container = Some((rt.clone(), id.to_string()));
         let mut child = cmd
             .spawn()
@@ -128,7 +129,9 @@ impl<'a> StepMount<'a> {
         let mut buf = vec![0u8; 65536];
         let mut killed = false;
         loop {
-            if crate::interrupt::interrupted() && !killed {
+            // Until the output ends: the container may not exist yet when
+            // the signal comes, so the kill is repeated.
+            if crate::interrupt::interrupted() {
                 rt.kill(id, "KILL");
                 killed = true;
             }

@@ -6,7 +6,7 @@
 //! ROOT/containers/<id>/ctr.log          the shim's log (CRI format)
 //! ROOT/containers/<id>/{hosts,hostname,resolv.conf}   bind-mounted files
 //! ROOT/containers/<id>/lock             held while the container changes state
-//! RUNROOT/containers/<id>/shim/         the shim's state dir (socket, exit.json)
+//! RUNROOT/c/<id[..16]>/shim/           the shim's state dir (socket, exit.json)
 //! RUNROOT/runtime/                      the runtime's --root
 //! ```
 
@@ -136,9 +136,10 @@ impl Paths {
     pub fn log(&self, id: &str) -> PathBuf {
         self.dir(id).join("ctr.log")
     }
-    /// `RUNROOT/containers/<id>`.
+    /// `RUNROOT/c/<first 16 digits of the id>` (short: the shim's socket
+    /// path must fit in 108 bytes).
     pub fn run_dir(&self, id: &str) -> PathBuf {
-        self.runroot.join("containers").join(id)
+        self.runroot.join("c").join(&id[..16.min(id.len())])
     }
     /// The shim's state dir.
     pub fn shim_dir(&self, id: &str) -> PathBuf {

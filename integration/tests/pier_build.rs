@@ -17,7 +17,17 @@ fn config(p: &PierEnv, image: &str) -> Value {
 
 /// `pier run --rm --network none IMAGE sh -c SCRIPT` → stdout.
 fn sh_in(p: &PierEnv, image: &str, script: &str) -> String {
-    p.ok(&["run", "--rm", "--network", "none", image, "sh", "-c", script])
+    p.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "/bin/sh",
+        image,
+        "-c",
+        script,
+    ])
 }
 
 #[test]
@@ -49,10 +59,20 @@ CMD ["cat /app/run.txt"]
         "ctx",
         &[("Dockerfile", df), ("a.txt", "A\n"), ("b.txt", "B\n")],
     );
-    let out = p.ok(&["build", "-t", "app:1", "--build-arg", "GREETING=hi", ctx.to_str().unwrap()]);
+    let out = p.ok(&[
+        "build",
+        "-t",
+        "app:1",
+        "--build-arg",
+        "GREETING=hi",
+        ctx.to_str().unwrap(),
+    ]);
     assert!(out.contains("Step 1/17 : FROM ${BASE}"), "{out}");
     assert_eq!(out.matches("Running in").count(), 2, "{out}");
-    assert!(out.contains("Successfully tagged docker.io/library/app:1"), "{out}");
+    assert!(
+        out.contains("Successfully tagged docker.io/library/app:1"),
+        "{out}"
+    );
     let c = config(&p, "app:1");
     assert_eq!(c["WorkingDir"], "/app");
     assert_eq!(c["User"], "1000:1000");
@@ -70,22 +90,61 @@ CMD ["cat /app/run.txt"]
         .contains(&Value::from("MODE=two words")));
     // The container sees the files; the deletion is a whiteout.
     let got = p.ok(&[
-        "run", "--rm", "--network", "none", "-u", "0", "app:1",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-u",
+        "0",
+        "app:1",
         "cat /app/run.txt /app/a.txt /app/exec.txt /etc/conf/f; ls /bin/vi 2>&1 || echo gone",
     ]);
-    assert_eq!(got, "hi two words\nA\nexec form\nx\nls: /bin/vi: No such file or directory\ngone\n");
-    let id1 = p.ok(&["build", "-q", "-t", "app:1", "--build-arg", "GREETING=hi", ctx.to_str().unwrap()]);
+    assert_eq!(
+        got,
+        "hi two words\nA\nexec form\nx\nls: /bin/vi: No such file or directory\ngone\n"
+    );
+    let id1 = p.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "app:1",
+        "--build-arg",
+        "GREETING=hi",
+        ctx.to_str().unwrap(),
+    ]);
 
     // Nothing changed: no step runs, same image.
-    let out = p.ok(&["build", "-t", "app:1", "--build-arg", "GREETING=hi", ctx.to_str().unwrap()]);
+    let out = p.ok(&[
+        "build",
+        "-t",
+        "app:1",
+        "--build-arg",
+        "GREETING=hi",
+        ctx.to_str().unwrap(),
+    ]);
     assert!(!out.contains("Running in"), "{out}");
     assert_eq!(out.matches("Using cache").count(), 5, "{out}");
-    let id2 = p.ok(&["build", "-q", "-t", "app:1", "--build-arg", "GREETING=hi", ctx.to_str().unwrap()]);
+    let id2 = p.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "app:1",
+        "--build-arg",
+        "GREETING=hi",
+        ctx.to_str().unwrap(),
+    ]);
     assert_eq!(id1, id2);
 
     // b.txt changes: COPY a.txt stays cached, COPY b.txt and the RUNs redo.
     std::fs::write(ctx.join("b.txt"), "B2\n").unwrap();
-    let out = p.ok(&["build", "-t", "app:1", "--build-arg", "GREETING=hi", ctx.to_str().unwrap()]);
+    let out = p.ok(&[
+        "build",
+        "-t",
+        "app:1",
+        "--build-arg",
+        "GREETING=hi",
+        ctx.to_str().unwrap(),
+    ]);
     assert_eq!(out.matches("Using cache").count(), 2, "{out}");
     assert_eq!(out.matches("Running in").count(), 2, "{out}");
     assert_eq!(sh_in(&p, "app:1", "cat /app/b.txt"), "B2\n");
@@ -98,7 +157,10 @@ CMD ["cat /app/run.txt"]
     // ONBUILD triggers run in a child build.
     let child = p.context("child", &[("Dockerfile", "FROM app:2\nRUN true\n")]);
     let out = p.ok(&["build", "-t", "child:1", child.to_str().unwrap()]);
-    assert!(out.contains("Executing ONBUILD trigger: RUN echo triggered"), "{out}");
+    assert!(
+        out.contains("Executing ONBUILD trigger: RUN echo triggered"),
+        "{out}"
+    );
     assert!(out.contains("triggered\n"), "{out}");
     assert!(config(&p, "child:1").get("OnBuild").is_none());
     p.assert_clean();
@@ -114,21 +176,48 @@ fn multi_stage_copy_from_target_and_scratch() {
               CMD [\"/bin/busybox\", \"cat\", \"/artifact\"]\n\
               FROM build AS other\nRUN echo other > /other\n";
     let ctx = p.context("ctx", &[("Dockerfile", df)]);
-    let out = p.ok(&["build", "-t", "final:1", "--target", "final", ctx.to_str().unwrap()]);
-    assert!(!out.contains("exit 1"), "an unneeded stage ran: {out}");
-    assert_eq!(p.ok(&["run", "--rm", "--network", "none", "final:1"]), "built\n");
-    let ls = p.ok(&[
-        "run", "--rm", "--network", "none", "final:1", "/bin/busybox", "ls", "-ln", "/artifact",
+    let out = p.ok(&[
+        "build",
+        "-t",
+        "final:1",
+        "--target",
+        "final",
+        ctx.to_str().unwrap(),
     ]);
-    assert!(ls.contains(" 7 ") && ls.contains(" 8 "), "--from keeps owners: {ls}");
+    assert!(!out.contains("exit 1"), "an unneeded stage ran: {out}");
+    assert_eq!(
+        p.ok(&["run", "--rm", "--network", "none", "final:1"]),
+        "built\n"
+    );
+    let ls = p.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "final:1",
+        "/bin/busybox",
+        "ls",
+        "-ln",
+        "/artifact",
+    ]);
+    assert!(
+        ls.contains(" 7 ") && ls.contains(" 8 "),
+        "--from keeps owners: {ls}"
+    );
     let v: Value = serde_json::from_str(&p.ok(&["inspect", "final:1"])).unwrap();
     assert_eq!(v["Manifest"]["layers"].as_array().unwrap().len(), 2);
     // Without --target the last stage builds (from the `build` stage).
     let out = p.ok(&["build", "-t", "other:1", ctx.to_str().unwrap()]);
     assert!(!out.contains("exit 1"), "{out}");
-    assert_eq!(sh_in(&p, "other:1", "cat /other /out/bin"), "other\nbuilt\n");
+    assert_eq!(
+        sh_in(&p, "other:1", "cat /other /out/bin"),
+        "other\nbuilt\n"
+    );
     let (_, err) = p.fails(&["build", "--target", "nope", ctx.to_str().unwrap()]);
-    assert!(err.contains("target stage \"nope\" could not be found"), "{err}");
+    assert!(
+        err.contains("target stage \"nope\" could not be found"),
+        "{err}"
+    );
     p.assert_clean();
 }
 
@@ -179,9 +268,15 @@ fn copy_globs_dockerignore_chown_chmod_and_add_archives() {
     assert!(out.contains("-rw-------    1 1000     1000"), "{out}");
     assert!(out.contains("from tar\nplain"), "{out}");
     // A source that is ignored or missing fails with its name.
-    let bad = p.context("bad", &[("Dockerfile", "FROM base:1\nCOPY missing.txt /\n")]);
+    let bad = p.context(
+        "bad",
+        &[("Dockerfile", "FROM base:1\nCOPY missing.txt /\n")],
+    );
     let (_, err) = p.fails(&["build", bad.to_str().unwrap()]);
-    assert!(err.contains("Dockerfile:2:") && err.contains("missing.txt"), "{err}");
+    assert!(
+        err.contains("Dockerfile:2:") && err.contains("missing.txt"),
+        "{err}"
+    );
     p.assert_clean();
 }
 
@@ -194,20 +289,38 @@ fn errors_name_the_line_and_leave_nothing() {
         &[("Dockerfile", "FROM base:1\n# comment\nRUN echo fine\n\nRUN echo to-stdout; echo to-stderr >&2; exit 3\n")],
     );
     let (out, err) = p.fails(&["build", "-t", "broken:1", ctx.to_str().unwrap()]);
-    assert!(out.contains("to-stdout") && out.contains("to-stderr"), "{out}");
+    assert!(
+        out.contains("to-stdout") && out.contains("to-stderr"),
+        "{out}"
+    );
     assert!(
         err.contains("Dockerfile:5: RUN echo to-stdout; echo to-stderr >&2; exit 3 returned a non-zero code: 3"),
         "{err}"
     );
     assert!(!p.ok(&["images"]).contains("broken"));
-    let bad = p.context("bad", &[("Dockerfile", "FROM base:1\n\n\n\n\n\nRUNN echo\n")]);
+    let bad = p.context(
+        "bad",
+        &[("Dockerfile", "FROM base:1\n\n\n\n\n\nRUNN echo\n")],
+    );
     let (_, err) = p.fails(&["build", bad.to_str().unwrap()]);
-    assert_eq!(err.trim(), "pier: Dockerfile:7: unknown instruction \"RUNN\"");
-    let bad = p.context("bad2", &[("Dockerfile", "FROM base:1\nCOPY --chmod=9z a b\n")]);
+    assert_eq!(
+        err.trim(),
+        "pier: Dockerfile:7: unknown instruction \"RUNN\""
+    );
+    let bad = p.context(
+        "bad2",
+        &[("Dockerfile", "FROM base:1\nCOPY --chmod=9z a b\n")],
+    );
     std::fs::write(bad.join("a"), "").unwrap();
     let (_, err) = p.fails(&["build", bad.to_str().unwrap()]);
-    assert!(err.contains("Dockerfile:2:") && err.contains("octal"), "{err}");
-    assert!(std::fs::read_dir(p.store().join("tmp")).unwrap().next().is_none());
+    assert!(
+        err.contains("Dockerfile:2:") && err.contains("octal"),
+        "{err}"
+    );
+    assert!(std::fs::read_dir(p.store().join("tmp"))
+        .unwrap()
+        .next()
+        .is_none());
     p.assert_clean();
 }
 
@@ -227,7 +340,10 @@ fn an_interrupted_build_leaves_no_container_mount_or_image() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&log).unwrap().contains("\nstarted\n") {
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("\nstarted\n")
+    {
         assert!(Instant::now() < deadline, "the step did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -245,8 +361,14 @@ fn an_interrupted_build_leaves_no_container_mount_or_image() {
         std::fs::read_to_string(&log).unwrap()
     );
     assert!(!p.ok(&["images"]).contains("never"));
-    assert!(std::fs::read_dir(p.store().join("tmp")).unwrap().next().is_none());
-    assert!(std::fs::read_dir(p.store().join("mounts")).unwrap().next().is_none());
+    assert!(std::fs::read_dir(p.store().join("tmp"))
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(std::fs::read_dir(p.store().join("mounts"))
+        .unwrap()
+        .next()
+        .is_none());
     p.assert_clean();
 }
 
@@ -258,7 +380,10 @@ fn built_images_push_and_unpack_with_skopeo_and_umoci() {
         "ctx",
         &[
             ("f.txt", "content\n"),
-            ("Dockerfile", "FROM base:1\nCOPY f.txt /f.txt\nRUN rm /bin/vi && echo made > /made\n"),
+            (
+                "Dockerfile",
+                "FROM base:1\nCOPY f.txt /f.txt\nRUN rm /bin/vi && echo made > /made\n",
+            ),
         ],
     );
     p.ok(&["build", "-t", "pushme:1", ctx.to_str().unwrap()]);
@@ -267,7 +392,11 @@ fn built_images_push_and_unpack_with_skopeo_and_umoci() {
     let mut c = p.cmd(&["--insecure-registry", &reg.host, "push", "pushme:1", &dest]);
     c.stdin(Stdio::null());
     let out = berth_integration::capture(c);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let layout = TempDir::new("layout");
     let oci = layout.path().join("oci");
     let out = Command::new("skopeo")
@@ -276,7 +405,11 @@ fn built_images_push_and_unpack_with_skopeo_and_umoci() {
         .arg(format!("oci:{}:1", oci.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bundle = layout.path().join("bundle");
     let out = Command::new("umoci")
         .args(["unpack", "--image"])
@@ -284,11 +417,24 @@ fn built_images_push_and_unpack_with_skopeo_and_umoci() {
         .arg(&bundle)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rootfs = bundle.join("rootfs");
-    assert_eq!(std::fs::read_to_string(rootfs.join("f.txt")).unwrap(), "content\n");
-    assert_eq!(std::fs::read_to_string(rootfs.join("made")).unwrap(), "made\n");
-    assert!(!rootfs.join("bin/vi").exists(), "the whiteout was not applied");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("f.txt")).unwrap(),
+        "content\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("made")).unwrap(),
+        "made\n"
+    );
+    assert!(
+        !rootfs.join("bin/vi").exists(),
+        "the whiteout was not applied"
+    );
     assert!(rootfs.join("bin/sh").exists());
     p.assert_clean();
 }
@@ -299,10 +445,23 @@ fn run_steps_work_with_runc() {
     p.busybox_image("base:1");
     let ctx = p.context(
         "ctx",
-        &[("Dockerfile", "FROM base:1\nRUN echo by-runc > /who && ls /sys/class/net\n")],
+        &[(
+            "Dockerfile",
+            "FROM base:1\nRUN echo by-runc > /who && ls /sys/class/net\n",
+        )],
     );
-    let out = p.ok(&["--runtime", "/usr/sbin/runc", "build", "-t", "r:1", ctx.to_str().unwrap()]);
-    assert!(out.contains("lo\n") && !out.contains("eth0"), "build steps have no network: {out}");
+    let out = p.ok(&[
+        "--runtime",
+        "/usr/sbin/runc",
+        "build",
+        "-t",
+        "r:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("lo\n") && !out.contains("eth0"),
+        "build steps have no network: {out}"
+    );
     assert_eq!(sh_in(&p, "r:1", "cat /who"), "by-runc\n");
     p.assert_clean();
 }

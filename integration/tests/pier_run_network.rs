@@ -15,28 +15,61 @@ fn base() -> PierEnv {
     p
 }
 
+const UDP_ECHO: &str = r#"
+#include <netinet/in.h>
+#include <sys/socket.h>
+int main(void) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(9);
+    if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) return 1;
+    for (;;) {
+        char b[2048];
+        struct sockaddr_in from;
+        socklen_t fl = sizeof from;
+        int n = recvfrom(s, b, sizeof b, 0, (struct sockaddr *)&from, &fl);
+        if (n > 0) sendto(s, b, n, 0, (struct sockaddr *)&from, fl);
+    }
+}
+"#;
+
 fn ip_of(p: &PierEnv, c: &str) -> String {
     let v: Value = serde_json::from_str(&p.ok(&["inspect", c])).unwrap();
-    v["NetworkSettings"]["IPAddress"].as_str().unwrap().to_string()
+    v["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
 fn published_port_reaches_the_container_on_loopback() {
     let p = base();
     let ctx = p.context("www", &[("index.html", "hello from the container\n")]);
+    // busybox has no UDP server: a tiny static echo server.
+    berth_integration::compile_static_c(UDP_ECHO, &ctx.join("udpecho"));
     let port = free_port();
     let udp_port = free_port();
     let id = p.run_detached(&[
-        "--name", "web", "-p", &format!("127.0.0.1:{port}:80"),
-        "-p", &format!("127.0.0.1:{udp_port}:9/udp"),
-        "-v", &format!("{}:/www:ro", ctx.display()),
-        "base:1", "sh", "-c", "nc -lup 9 -e cat & exec httpd -f -v -p 80 -h /www",
+        "--name",
+        "web",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "-p",
+        &format!("127.0.0.1:{udp_port}:9/udp"),
+        "-v",
+        &format!("{}:/www:ro", ctx.display()),
+        "base:1",
+        "sh",
+        "-c",
+        "/www/udpecho & exec httpd -f -v -p 80 -h /www",
     ]);
     let body = http_get(port, "/index.html", Duration::from_secs(10));
     assert_eq!(body.as_deref(), Some("hello from the container\n"));
     // UDP through the proxy: the echo comes back.
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut got = None;
     for _ in 0..20 {
         s.send_to(b"ping\n", ("127.0.0.1", udp_port)).unwrap();
@@ -51,7 +84,15 @@ fn published_port_reaches_the_container_on_loopback() {
     assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
     // The port is taken while the container runs: a second one fails
     // cleanly, leaving nothing.
-    let (_, err) = p.fails(&["run", "-d", "-p", &format!("127.0.0.1:{port}:80"), "base:1", "sleep", "9"]);
+    let (_, err) = p.fails(&[
+        "run",
+        "-d",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "base:1",
+        "sleep",
+        "9",
+    ]);
     assert!(err.contains("bind"), "{err}");
     assert_eq!(p.container_ids().len(), 1);
     // The container has an address on the bridge and no route out.
@@ -60,7 +101,10 @@ fn published_port_reaches_the_container_on_loopback() {
     let routes = p.ok(&["exec", "web", "ip", "route"]);
     assert!(!routes.contains("default"), "{routes}");
     p.ok(&["stop", "-t", "1", &id]);
-    assert!(http_get(port, "/", Duration::from_millis(200)).is_none(), "the proxy outlived stop");
+    assert!(
+        http_get(port, "/", Duration::from_millis(200)).is_none(),
+        "the proxy outlived stop"
+    );
     p.ok(&["rm", &id]);
     p.assert_clean();
 }
@@ -72,9 +116,33 @@ fn user_defined_networks_resolve_names_and_are_isolated() {
     p.ok(&["network", "create", "back"]);
     let (_, err) = p.fails(&["network", "create", "front"]);
     assert!(err.contains("already exists"), "{err}");
-    let a = p.run_detached(&["--name", "alpha", "--network", "front", "base:1", "sleep", "100"]);
-    let b = p.run_detached(&["--name", "beta", "--network", "front", "base:1", "sleep", "100"]);
-    let c = p.run_detached(&["--name", "gamma", "--network", "back", "base:1", "sleep", "100"]);
+    let a = p.run_detached(&[
+        "--name",
+        "alpha",
+        "--network",
+        "front",
+        "base:1",
+        "sleep",
+        "100",
+    ]);
+    let b = p.run_detached(&[
+        "--name",
+        "beta",
+        "--network",
+        "front",
+        "base:1",
+        "sleep",
+        "100",
+    ]);
+    let c = p.run_detached(&[
+        "--name",
+        "gamma",
+        "--network",
+        "back",
+        "base:1",
+        "sleep",
+        "100",
+    ]);
     // Names resolve on the same network, both ways (hosts files updated).
     let out = p.ok(&["exec", "alpha", "ping", "-c", "1", "-W", "2", "beta"]);
     assert!(out.contains("1 packets received"), "{out}");
@@ -101,11 +169,38 @@ fn user_defined_networks_resolve_names_and_are_isolated() {
 #[test]
 fn host_and_none_networks() {
     let p = base();
-    let out = p.ok(&["run", "--rm", "--network", "host", "base:1", "ls", "/sys/class/net"]);
-    assert!(out.lines().any(|l| l != "lo"), "host interfaces visible: {out}");
-    let out = p.ok(&["run", "--rm", "--network", "none", "base:1", "ls", "/sys/class/net"]);
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "base:1",
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert!(
+        out.lines().any(|l| l != "lo"),
+        "host interfaces visible: {out}"
+    );
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "base:1",
+        "ls",
+        "/sys/class/net",
+    ]);
     assert_eq!(out, "lo\n");
-    let (_, err) = p.fails(&["run", "--network", "none", "-p", "1234:80", "base:1", "true"]);
+    let (_, err) = p.fails(&[
+        "run",
+        "--network",
+        "none",
+        "-p",
+        "1234:80",
+        "base:1",
+        "true",
+    ]);
     assert!(err.contains("--network none"), "{err}");
     let (_, err) = p.fails(&["run", "--network", "nonet", "base:1", "true"]);
     assert!(err.contains("network nonet not found"), "{err}");

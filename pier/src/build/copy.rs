@@ -284,6 +284,7 @@ fn set_dir_attrs(d: &OwnedFd, uid: u32, gid: u32, mode: u32, st: &FileStat) -> R
 /// Copies one top-level source to `dest` (container path) in `root`.
 /// `dest_is_dir`: the destination names a directory (ends in `/`, several
 /// sources, or an existing directory) so a file goes inside it.
+#[allow(clippy::too_many_arguments)]
 pub fn copy_source(
     root: &Root,
     src: &OwnedFd,

@@ -4,7 +4,7 @@
 
 use std::io::{IsTerminal, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -384,7 +384,7 @@ pub(super) fn run(cli: &Cli, a: &RunArgs) -> Result<i32> {
         return Ok(0);
     }
     let code = attach_and_start(&ctx, &rec, a.interactive, a.tty);
-    let _ = lifecycle::cleanup(&ctx, &id, true);
+    let _ = lifecycle::cleanup(&ctx, &id, false);
     if a.rm {
         if let Ok(rec) = ctx.paths.load(&id) {
             lifecycle::remove(&ctx, &rec, true)?;
@@ -762,20 +762,18 @@ pub(super) fn start(cli: &Cli, a: &NamesArgs) -> Result<()> {
     let ctx = ctx(cli, &store)?;
     for c in &a.containers {
         let r = ctx.paths.find(c)?;
-        let _l = ctx.paths.lock(&r.id)?;
-        let mut r = ctx.paths.load(&r.id)?;
         if container::status(&ctx.paths, &r) == Status::Running {
             println!("{c}");
             continue;
         }
-        // The previous run's shim must be gone before a new one starts.
-        if let Some(pid) = container::shim_pid(&ctx.paths, &r.id) {
-            for _ in 0..500 {
-                if !Path::new(&format!("/proc/{pid}")).exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        // The previous run's shim must be gone (it runs its exit command,
+        // which takes the lock, then deletes the runtime's container)
+        // before a new one starts under the same ID and state dir.
+        lifecycle::reap_shim(&ctx, &r.id, Duration::from_secs(15));
+        let _l = ctx.paths.lock(&r.id)?;
+        let mut r = ctx.paths.load(&r.id)?;
+        if container::shim_pid(&ctx.paths, &r.id).is_some() {
+            bail!("container {c}: its previous shim is still running");
         }
         let rt = ctx.runtime(&r);
         rt.delete_force(&r.id)?;

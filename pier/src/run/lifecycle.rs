@@ -212,7 +212,7 @@ fn start_inner(ctx: &Ctx<'_>, r: &mut Record, start_now: bool) -> Result<()> {
     let mut cmd = Command::new(&ctx.shim);
     cmd.arg("--runtime")
         .arg(&rt.path)
-        .arg(format!("--runtime-arg=--root"))
+        .arg("--runtime-arg=--root")
         .arg(format!("--runtime-arg={}", rt.root.display()))
         .arg("--bundle")
         .arg(&bundle)
@@ -287,6 +287,16 @@ fn p_save(p: &Paths, r: &Record) -> Result<()> {
 /// Releases what a stopped container holds: proxy, network, rootfs mount
 /// (its changes are kept). Records the exit. Takes the lock.
 pub fn cleanup(ctx: &Ctx<'_>, id: &str, from_exit_command: bool) -> Result<()> {
+    if from_exit_command {
+        // Only for the shim of the current run: a late exit command of an
+        // earlier run must not touch the container started since.
+        let current = std::fs::read_to_string(ctx.paths.shim_dir(id).join("shim.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        if current != Some(nix::unistd::getppid().as_raw()) {
+            return Ok(());
+        }
+    }
     let _l = ctx.paths.lock(id)?;
     let mut r = ctx.paths.load(id)?;
     cleanup_locked(ctx, &mut r, from_exit_command, from_exit_command)
@@ -359,12 +369,34 @@ pub fn kill(ctx: &Ctx<'_>, r: &Record, signal: &str) -> Result<()> {
     if !matches!(st, Status::Running | Status::Created) {
         bail!("container {} is not running", r.name);
     }
-    shim_client::request(
+    let via_shim = shim_client::request(
         &ctx.paths.shim_dir(&r.id),
         &json!({"op": "kill", "signal": signal, "all": false}),
         Some(Duration::from_secs(30)),
-    )
-    .map(|_| ())
+    );
+    if via_shim.is_err() {
+        // The shim does not answer: the runtime can still signal it.
+        let rt = ctx.runtime(r);
+        if rt.state(&r.id).is_some() {
+            rt.kill(&r.id, signal);
+            return Ok(());
+        }
+    }
+    via_shim.map(|_| ())
+}
+
+/// Waits up to `limit` for the container to exit.
+fn wait_for_exit(ctx: &Ctx<'_>, r: &Record, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if container::exit_file(&ctx.paths, &r.id).is_some()
+            || container::shim_pid(&ctx.paths, &r.id).is_none()
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 /// `pier stop`: the stop signal, then SIGKILL after `timeout` seconds;
@@ -386,7 +418,9 @@ pub fn stop(ctx: &Ctx<'_>, r: &Record, timeout: Option<u64>) -> Result<()> {
         {
             if Instant::now() >= deadline {
                 let _ = kill(ctx, r, "SIGKILL");
-                wait(ctx, r)?;
+                if !wait_for_exit(ctx, r, Duration::from_secs(30)) {
+                    bail!("container {} did not exit after SIGKILL", r.name);
+                }
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -396,7 +430,7 @@ pub fn stop(ctx: &Ctx<'_>, r: &Record, timeout: Option<u64>) -> Result<()> {
 }
 
 /// Waits (up to `limit`) for the shim to leave, then kills it.
-fn reap_shim(ctx: &Ctx<'_>, id: &str, limit: Duration) {
+pub fn reap_shim(ctx: &Ctx<'_>, id: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     while let Some(pid) = container::shim_pid(&ctx.paths, id) {
         if Instant::now() >= deadline {
@@ -421,8 +455,13 @@ pub fn remove(ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<()> {
             );
         }
         let _ = kill(ctx, r, "SIGKILL");
-        let _ = wait(ctx, r);
+        if !wait_for_exit(ctx, r, Duration::from_secs(30)) {
+            bail!("container {} did not exit after SIGKILL", r.name);
+        }
     }
+    // The shim runs its exit command (which takes the lock) before it
+    // leaves: wait for it without holding the lock.
+    reap_shim(ctx, &r.id, Duration::from_secs(15));
     let _l = ctx.paths.lock(&r.id)?;
     let Ok(mut rec) = ctx.paths.load(&r.id) else {
         return Ok(()); // removed meanwhile
@@ -430,7 +469,6 @@ pub fn remove(ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<()> {
     cleanup_locked(ctx, &mut rec, true, false)?;
     let rt = ctx.runtime(&rec);
     rt.delete_force(&rec.id)?;
-    reap_shim(ctx, &rec.id, Duration::from_secs(10));
     let bundle = ctx.paths.bundle(&rec.id);
     if bundle.exists() {
         RootfsMount::unmount(ctx.store, &bundle)?;

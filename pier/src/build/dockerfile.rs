@@ -338,12 +338,18 @@ fn to_cmd(c: &Command<'_>, escape: char) -> Cmd {
     }
 }
 
+/// A here-document's body: the parser keeps the newline that ends the
+/// `<<EOF` line in front of it.
+fn heredoc_body(v: &str) -> String {
+    v.strip_prefix('\n').unwrap_or(v).to_string()
+}
+
 fn srcs(v: &[Source<'_>]) -> Vec<Src> {
     v.iter()
         .filter_map(|x| match x {
             Source::Path(p) => Some(Src::Path(s(p))),
             Source::HereDoc(h) => Some(Src::HereDoc {
-                body: h.value.to_string(),
+                body: heredoc_body(&h.value),
                 expand: h.expand,
             }),
             _ => None,
@@ -370,22 +376,18 @@ fn convert(file: &str, text: &str, escape: char, i: &Instruction<'_>) -> Result<
             let f = flag_value(file, text, &x.options, &["network"], "RUN")?;
             let mut cmd = to_cmd(&x.arguments, escape);
             if let Cmd::Shell(sh) = &mut cmd {
-                // The heredoc bodies follow the command as written, so the
-                // shell itself reads them (`RUN <<EOF` alone runs the body
-                // as the script).
-                if !x.here_docs.is_empty() {
-                    let only = sh.trim();
-                    let single = x.here_docs.len() == 1
-                        && only.starts_with("<<")
-                        && !only.contains(char::is_whitespace);
-                    if single {
-                        *sh = x.here_docs[0].value.to_string();
+                // `RUN <<EOF` runs the body as the script; `RUN <<EOF prog`
+                // feeds it to `prog` (the parser gives the text after the
+                // marker as the command).
+                if let Some(h) = x.here_docs.first() {
+                    let body = heredoc_body(&h.value);
+                    let rest = sh.trim().to_string();
+                    *sh = if rest.is_empty() {
+                        body
                     } else {
-                        let body_start = x.here_docs[0].span.start;
-                        let body_end = x.here_docs.last().map(|h| h.span.end).unwrap_or(0);
-                        let bodies = text.get(body_start..body_end).unwrap_or_default();
-                        *sh = format!("{sh}\n{bodies}");
-                    }
+                        let q = if h.expand { "" } else { "'" };
+                        format!("{rest} <<{q}PIER_EOF{q}\n{body}PIER_EOF\n")
+                    };
                 }
             }
             Kind::Run {

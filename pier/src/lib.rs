@@ -12,14 +12,19 @@
 //! - [`pull`], [`push`], [`archive`]: moving images in and out.
 
 pub mod archive;
+pub mod build;
 pub mod cli;
 pub mod digest;
 pub mod image;
+pub mod inroot;
+pub mod interrupt;
+pub mod net;
 pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;
+pub mod run;
 pub mod store;
 pub mod unpack;

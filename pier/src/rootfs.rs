@@ -53,7 +53,13 @@ impl RootfsMount {
     /// overlay at `dir/rootfs`, with fresh `dir/upper` and `dir/work`
     /// (`dir` is created if needed; the three must not exist).
     pub fn mount(store: &Store, image: &Image, dir: &Path) -> Result<RootfsMount> {
-        let layers = image.layers()?;
+        RootfsMount::mount_layers(store, &image.layers()?, dir)
+    }
+
+    /// [`RootfsMount::mount`] of a layer list (bottom first) rather than
+    /// an image: for build steps, whose intermediate states are not images.
+    pub fn mount_layers(store: &Store, layers: &[Layer], dir: &Path) -> Result<RootfsMount> {
+        let layers = layers.to_vec();
         for l in &layers {
             unpack_layer(store, l)?;
         }
@@ -102,6 +108,59 @@ impl RootfsMount {
             return Err(e);
         }
         Ok(m)
+    }
+
+    /// Mounts again, at `dir/rootfs`, a rootfs whose changes (`dir/upper`)
+    /// were kept by [`RootfsMount::unmount_keep`] (a stopped container
+    /// being started again). Does nothing if it is mounted already.
+    pub fn remount(store: &Store, layers: &[Layer], dir: &Path) -> Result<RootfsMount> {
+        let dir =
+            std::fs::canonicalize(dir).with_context(|| format!("resolve {}", dir.display()))?;
+        let m = RootfsMount {
+            rootfs: dir.join("rootfs"),
+            upper: dir.join("upper"),
+            dir: dir.clone(),
+        };
+        if is_mountpoint(&m.rootfs)? {
+            return Ok(m);
+        }
+        for l in layers {
+            unpack_layer(store, l)?;
+        }
+        let work = dir.join("work");
+        for p in [&m.upper, &work, &m.rootfs] {
+            std::fs::create_dir_all(p).with_context(|| format!("create {}", p.display()))?;
+        }
+        let mut lowers: Vec<PathBuf> = layers
+            .iter()
+            .rev()
+            .map(|l| store.layer_path(&l.diff_id))
+            .collect();
+        if lowers.is_empty() {
+            let empty = dir.join("empty");
+            std::fs::create_dir_all(&empty)
+                .with_context(|| format!("create {}", empty.display()))?;
+            lowers.push(empty);
+        }
+        let lease = Lease {
+            dir: dir.clone(),
+            layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
+        };
+        crate::store::write_synced(&lease_path(store, &dir), &serde_json::to_vec(&lease)?)?;
+        mount_overlay(&lowers, &m.upper, &work, &m.rootfs)?;
+        Ok(m)
+    }
+
+    /// Unmounts `dir/rootfs` but keeps the changes (`upper`) and the
+    /// lease, for [`RootfsMount::remount`].
+    pub fn unmount_keep(dir: &Path) -> Result<()> {
+        let rootfs = dir.join("rootfs");
+        if rootfs.exists() && is_mountpoint(&std::fs::canonicalize(&rootfs)?)? {
+            umount2(&rootfs, MntFlags::empty())
+                .or_else(|_| umount2(&rootfs, MntFlags::MNT_DETACH))
+                .with_context(|| format!("unmount {}", rootfs.display()))?;
+        }
+        Ok(())
     }
 
     /// Unmounts `dir/rootfs` and removes `rootfs`, `upper` and `work` (the

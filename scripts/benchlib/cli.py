@@ -206,7 +206,10 @@ def main(argv):
             left += rt.cleanup()
         reap_orphans()
         left += cgroups.cleanup()
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        mounts = hostns.unmount_under(tmpdir)
+        left += mounts
+        if not mounts:  # never remove files through a mount point
+            shutil.rmtree(tmpdir, ignore_errors=True)
         for item in left:
             print(f"bench: left behind: {item}", file=sys.stderr)
 

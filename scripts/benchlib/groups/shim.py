@@ -30,6 +30,7 @@ import time
 
 from .. import holders, hostns
 from ..measure import CommandFailed
+from ..runtimes import version
 from ..stats import KIB_PER_MIB, NS_PER_MS, Value
 
 NAME = "shim"
@@ -76,7 +77,9 @@ def run(ctx):
     # Room for one log (payload plus the per-record prefixes) at a time.
     hostns.mount_tmpfs(logs, f"{2 * nbytes + (64 << 20)}")
     conmon = shutil.which("conmon")
-    if not conmon:
+    if conmon:
+        ctx.extra_versions.append(version(conmon))
+    else:
         ctx.note("shim-start", "conmon: skipped, not installed (apt-get install conmon)")
     _note_containerd(ctx)
     col = ctx.collector()
@@ -215,7 +218,7 @@ def _throughput(ctx, holder, logs, nbytes):
     return action
 
 
-def goals(summaries):
+def goals(summaries, ctx=None):
     """Lines saying whether the idle berth-shim is at or below conmon's RSS."""
     by = {(s["op"], s["tool"]): s["median"] for s in summaries}
     lines = []

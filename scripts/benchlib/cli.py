@@ -173,7 +173,8 @@ def main(argv):
     if not args.no_setup:
         packages.install(CORE_PACKAGES)
         print("bench: scripts/build-release (berth, berth-shim; static)", file=sys.stderr)
-        subprocess.run([os.path.join(workspace, "scripts", "build-release")], cwd=workspace, check=True)
+        build_release = os.path.join(workspace, "scripts", "build-release")
+        subprocess.run([build_release], cwd=workspace, check=True)
         if images in groups and not args.pier and os.path.isdir(os.path.join(workspace, "pier")):
             # pier stays dynamic (glibc's NSS for DNS). --quick takes the
             # debug build that scripts/test has made anyway: a release build

@@ -183,7 +183,7 @@ class ProcTest(unittest.TestCase):
     def test_field_kib(self):
         status = "Name:\tberth-shim\nVmHWM:\t    1300 kB\nVmRSS:\t    1276 kB\n"
         self.assertEqual(holders.field_kib(status, "VmRSS"), 1276)
-        rollup = "00400000-7ffd [rollup]\nRss:                1276 kB\nPss:                 431 kB\n"
+        rollup = "00400000-7ffd [rollup]\nRss:        1276 kB\nPss:         431 kB\n"
         self.assertEqual(holders.field_kib(rollup, "Pss"), 431)
         with self.assertRaises(ValueError):
             holders.field_kib(rollup, "Pss_Anon")

@@ -9,9 +9,10 @@ A `docker-registry` on a free 127.0.0.1 port serves two images made here
 
 Operations (op names of results.json):
 - pull-small, pull-big: `pier pull --no-unpack` into a fresh store
-  (download, verify, fsync; unpacking is measured apart) vs `skopeo copy docker://... oci:DIR` into a fresh
-  directory vs the floor: one `curl --parallel` of the config and layer
-  blobs (no manifest, no verification).
+  (download, verify, fsync; unpacking is measured apart) vs `skopeo copy
+  docker://... oci:DIR` into a fresh directory vs the floor: one
+  `curl --parallel` of the config and layer blobs (no manifest, no
+  verification, no fsync).
 - unpack-big: `pier mount` of the big image from a store that has its blobs
   but not its layers (unpack of the 3 layers, overlay mount, syncfs), then
   an unmeasured `pier umount` and removal of the unpacked layers; vs
@@ -21,8 +22,9 @@ Operations (op names of results.json):
 - build-nocache, build-cached: `pier build` of a small Dockerfile (COPY of
   64 files, RUN of a shell line) from the small image, with `--no-cache`
   and then with every step cached, vs `buildah bud --isolation chroot
-  --layers` from Debian. Skipped (and said so) while `pier build --help`
-  fails.
+  --layers` from Debian (each primed by one unmeasured build that pulls the
+  base; pier's image is checked for the files of COPY and RUN). Skipped
+  (and said so) while `pier build --help` fails.
 Each also yields cpu-OP (user + system time of the command and what it
 reaped); pull-big and unpack-big yield peak-rss-OP.
 """
@@ -57,7 +59,8 @@ GOAL_UNPACK = 1.2
 
 DOCKERFILE = """FROM {base}
 COPY files/ /opt/files/
-RUN cat /opt/files/* | md5sum > /opt/files.md5 && mkdir -p /var/lib/bench && echo built > /var/lib/bench/done
+RUN cat /opt/files/* | md5sum > /opt/files.md5 && \\
+    mkdir -p /var/lib/bench && echo built > /var/lib/bench/done
 """
 
 
@@ -161,7 +164,7 @@ class _Group:
                 n, b = imagegen.write_layer(tar, f"{tag}-{k}", size, rootfs)
                 if tag == "big":
                     big_files, big_bytes = big_files + n, big_bytes + b
-                self.q([umoci, "raw", "add-layer", "--no-history", "--image", image, tar])
+                self.q([umoci, "raw", "add-layer", "--image", image, tar])
                 os.unlink(tar)
             self.q([
                 self.t["skopeo"], "copy", "--quiet", "--dest-tls-verify=false",
@@ -200,7 +203,10 @@ class _Group:
         for op, repo in (("pull-small", REPO_SMALL), ("pull-big", REPO_BIG)):
             dest = os.path.join(base, op)
             urls = self.blob_urls[repo]
-            curl = [self.t["curl"], "-sSf", "--parallel", "--parallel-max", "16", "--create-dirs"]
+            curl = [
+                self.t["curl"], "-sSf", "--no-progress-meter", "--parallel",
+                "--parallel-max", "16", "--create-dirs",
+            ]
             for i, u in enumerate(urls):
                 curl += ["-o", os.path.join(dest, str(i)), u]
             actions = [
@@ -337,6 +343,7 @@ class _Group:
         ]
         # Once each, not measured: pulls the base image into each store.
         self.q(pier + ["--no-cache", context])
+        self._check_built(pier[:3], os.path.join(base, "check"))
         self.q(buildah + ["--no-cache", context])
         for op, extra in (("build-nocache", ["--no-cache"]), ("build-cached", [])):
             actions = [
@@ -344,6 +351,19 @@ class _Group:
                 ("buildah", _one(ctx, buildah + extra + [context])),
             ]
             ctx.alternate(col, op, actions)
+
+    def _check_built(self, pier, mnt):
+        """Mounts the image `pier build` made (`pier` holds its --root) and
+        checks that the COPY and the RUN left their files."""
+        self.q(pier + ["mount", "bench/built:1", mnt])
+        try:
+            for f in ("opt/files/f00", "opt/files.md5", "var/lib/bench/done"):
+                if not os.path.isfile(os.path.join(mnt, "rootfs", f)):
+                    raise CommandFailed(pier + ["build"], 1 << 8, f"the built image has no /{f}")
+        finally:
+            self.ctx.runner.quiet(pier + ["umount", mnt], check=False)
+            hostns.unmount_under(mnt)
+            _rm(mnt)
 
     def cleanup(self):
         """Removes buildah's containers and images (its overlay mounts), then

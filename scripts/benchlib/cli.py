@@ -267,8 +267,8 @@ def render(ctx, done):
     lines.append("Versions: " + "; ".join(ctx.versions + ctx.extra_versions))
     mode = "quick" if ctx.quick else "full"
     lines.append(
-        f"Mode: {mode}; {ctx.light[1]} measured rounds per op ({ctx.heavy[1]} for seq100 and "
-        f"par50) after {ctx.light[0]} ({ctx.heavy[0]}) warm-up; the tools alternate "
+        f"Mode: {mode}; {ctx.light[1]} measured rounds per op ({ctx.heavy[1]} for seq100, par50 "
+        f"and unpack-big) after {ctx.light[0]} ({ctx.heavy[0]}) warm-up; the tools alternate "
         "(A B C, B C A, ...). Cells: median (min–max); time = wall, cpu- = user+system "
         "(wait4 rusage), peak-rss- = ru_maxrss."
     )

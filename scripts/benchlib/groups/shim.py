@@ -105,8 +105,8 @@ def run(ctx):
 
 
 def _note_containerd(ctx):
-    release = os.path.dirname(ctx.berth)
-    if not os.path.exists(os.path.join(release, CONTAINERD_SHIMS[0])):
+    release = os.path.relpath(os.path.dirname(ctx.berth), ctx.workspace)
+    if not os.path.exists(os.path.join(ctx.workspace, release, CONTAINERD_SHIMS[0])):
         ctx.note(
             "shim",
             f"{' and '.join(CONTAINERD_SHIMS)}: skipped, there is no "

@@ -89,7 +89,10 @@ def run(ctx):
         ctx.extra_versions.append(short_version(version(tools[t])))
     work = os.path.join(ctx.tmpdir, "images")
     q = 1 if ctx.quick else 0
-    reg = Registry(os.path.join(work, "registry"), tools["docker-registry"])
+    try:
+        reg = Registry(os.path.join(work, "registry"), tools["docker-registry"])
+    except RuntimeError as e:
+        raise CommandFailed([tools["docker-registry"], "serve"], 1 << 8, str(e)) from e
     g = _Group(ctx, tools, work, reg)
     try:
         g.make_images(SMALL[q], BIG[q])
@@ -173,7 +176,10 @@ class _Group:
         self.big_files = (big_files, big_bytes)
         sizes = {}
         for repo in (REPO_SMALL, REPO_BIG):
-            m = self.reg.manifest(repo, TAG)
+            try:
+                m = self.reg.manifest(repo, TAG)
+            except OSError as e:  # urllib's errors included
+                raise CommandFailed(["GET", f"{repo}:{TAG}"], 1 << 8, str(e)) from e
             self.blob_urls[repo] = [self.reg.blob_url(repo, d) for d in blobs_of(m)]
             sizes[repo] = (len(m["layers"]), sum(layer["size"] for layer in m["layers"]))
             if repo == REPO_BIG:
@@ -191,7 +197,8 @@ class _Group:
     def _blob_file(self, digest):
         path = os.path.join(self.layout, "blobs", *digest.split(":", 1))
         if not os.path.exists(path):
-            raise RuntimeError(f"{path}: the pushed blob is not the one umoci made")
+            raise CommandFailed(["skopeo", "copy"], 1 << 8, f"{path}: the pushed blob is not "
+                                "the one umoci made (recompressed?)")
         return path
 
     # -- pull ----------------------------------------------------------------

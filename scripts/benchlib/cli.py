@@ -42,6 +42,7 @@ class Context:
         self.heavy = (0 if args.quick else 1, args.runs or (1 if args.quick else 20))
         self.runner = None  # started once inside the bench's namespace
         self.berth = os.path.join(target, RELEASE_DIR, "berth")
+        self.pier = args.pier or pier_path(target, args.quick)
         self.rootfs = os.path.join(tmpdir, "rootfs")
         self.bundles = None
         self.floor = Floor(self.rootfs)
@@ -50,6 +51,7 @@ class Context:
         self.skipped = []
         self.collectors = []
         self.versions = []
+        self.extra_versions = []  # of the tools a group compares against
         self.load_start = report.loadavg()
         self.failures = []
 
@@ -97,6 +99,7 @@ class Context:
             file=sys.stderr,
         )
         active = list(actions)
+        t0 = time.monotonic()
         for i in range(warmup + runs):
             k = i % len(active) if active else 0
             for tool, action in active[k:] + active[:k]:
@@ -115,6 +118,7 @@ class Context:
                     samples = out if isinstance(out, list) else [out]
                     for o, s in zip(ops, samples):
                         col.add(o, tool, s)
+        print(f"  {'/'.join(ops)}: done in {time.monotonic() - t0:.0f} s", file=sys.stderr)
 
 
 def parse(argv):
@@ -133,6 +137,12 @@ def parse(argv):
         help="stop (and clean up) after this many seconds (default 900 with --quick, else 5400)",
     )
     p.add_argument(
+        "--pier",
+        metavar="PATH",
+        help="measure this pier binary (default: target/release/pier, or target/debug/pier "
+        "with --quick; built by the bench unless --no-setup)",
+    )
+    p.add_argument(
         "--no-setup",
         action="store_true",
         help="do not install Debian packages or build berth (use the release build as is)",
@@ -142,6 +152,11 @@ def parse(argv):
 
 # Where scripts/build-release puts the static release binaries.
 RELEASE_DIR = os.path.join("x86_64-unknown-linux-gnu", "release")
+
+
+def pier_path(target, quick):
+    """The pier binary measured: the release build, the debug one with --quick."""
+    return os.path.join(target, "debug" if quick else "release", "pier")
 
 
 def main(argv):
@@ -158,7 +173,15 @@ def main(argv):
     if not args.no_setup:
         packages.install(CORE_PACKAGES)
         print("bench: scripts/build-release (berth, berth-shim; static)", file=sys.stderr)
-        subprocess.run([os.path.join(workspace, "scripts", "build-release")], cwd=workspace, check=True)
+        build_release = os.path.join(workspace, "scripts", "build-release")
+        subprocess.run([build_release], cwd=workspace, check=True)
+        if images in groups and not args.pier and os.path.isdir(os.path.join(workspace, "pier")):
+            # pier stays dynamic (glibc's NSS for DNS). --quick takes the
+            # debug build that scripts/test has made anyway: a release build
+            # of pier would add minutes to CI for numbers nobody reads.
+            cmd = ["cargo", "build", "-p", "pier"] + ([] if args.quick else ["--release"])
+            print(f"bench: {' '.join(cmd)}", file=sys.stderr)
+            subprocess.run(cmd, cwd=workspace, check=True)
 
     berth = os.path.join(target, RELEASE_DIR, "berth")
     if not os.access(berth, os.X_OK):
@@ -206,7 +229,10 @@ def main(argv):
             left += rt.cleanup()
         reap_orphans()
         left += cgroups.cleanup()
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        mounts = hostns.unmount_under(tmpdir)
+        left += mounts
+        if not mounts:  # never remove files through a mount point
+            shutil.rmtree(tmpdir, ignore_errors=True)
         for item in left:
             print(f"bench: left behind: {item}", file=sys.stderr)
 
@@ -238,11 +264,11 @@ def render(ctx, done):
         f"Machine: {report.machine()}; load average {ctx.load_start} at the start, "
         f"{report.loadavg()} at the end"
     ]
-    lines.append("Versions: " + "; ".join(ctx.versions))
+    lines.append("Versions: " + "; ".join(ctx.versions + ctx.extra_versions))
     mode = "quick" if ctx.quick else "full"
     lines.append(
-        f"Mode: {mode}; {ctx.light[1]} measured rounds per op ({ctx.heavy[1]} for seq100 and "
-        f"par50) after {ctx.light[0]} ({ctx.heavy[0]}) warm-up; the tools alternate "
+        f"Mode: {mode}; {ctx.light[1]} measured rounds per op ({ctx.heavy[1]} for seq100, par50 "
+        f"and unpack-big) after {ctx.light[0]} ({ctx.heavy[0]}) warm-up; the tools alternate "
         "(A B C, B C A, ...). Cells: median (min–max); time = wall, cpu- = user+system "
         "(wait4 rusage), peak-rss- = ru_maxrss."
     )
@@ -264,5 +290,5 @@ def render(ctx, done):
     for g, results in done:
         goals = getattr(g, "goals", None)
         if goals and results:
-            lines += [""] + goals([r.summary() for r in results])
+            lines += [""] + goals([r.summary() for r in results], ctx)
     return "\n".join(lines)

@@ -47,3 +47,58 @@ def enter():
         what += f" without {UNIFIED}"
     _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
     return what
+
+
+MNT_DETACH = 2
+
+
+def _unescape(field):
+    """A mountinfo path field with its octal escapes (\\040 for a space) decoded."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_points_under(mountinfo, path):
+    """The mount points at or below `path` in the text of a
+    /proc/PID/mountinfo, deepest (and latest) first: the order to unmount."""
+    path = path.rstrip("/")
+    found = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        mp = _unescape(fields[4])
+        if mp == path or mp.startswith(path + "/"):
+            found.append(mp)
+    # Later mounts stack on earlier ones: reverse order, deepest first.
+    found.reverse()
+    return sorted(found, key=lambda p: -p.count("/"))
+
+
+def mount_tmpfs(path, size):
+    """Mounts a tmpfs of at most `size` (e.g. "512m") at `path` (inside the
+    bench's private mount namespace: nothing shows on the host)."""
+    os.makedirs(path, exist_ok=True)
+    _check(
+        _libc.mount(b"tmpfs", path.encode(), b"tmpfs", 0, f"size={size},mode=0700".encode()),
+        f"mount tmpfs on {path}",
+    )
+
+
+def unmount_under(path):
+    """Unmounts (lazily) every mount at or below `path`. Returns those that
+    could not be unmounted."""
+    with open("/proc/self/mountinfo") as f:
+        points = mount_points_under(f.read(), path)
+    left = []
+    for mp in points:
+        if _libc.umount2(mp.encode(), MNT_DETACH) != 0:
+            left.append(f"mount {mp}: {os.strerror(ctypes.get_errno())}")
+    return left

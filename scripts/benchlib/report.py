@@ -28,23 +28,36 @@ def ratio(num, den):
     return f"{num['median'] / den['median']:.2f}"
 
 
+def ratio_spec(r):
+    """(numerator, [denominators], header) of a ratio column given as
+    (num, den) or (num, den, label); `den` may be a list of tools, of which
+    the first one measured for an op is used (e.g. each op's own peer)."""
+    num, den = r[0], r[1]
+    dens = [den] if isinstance(den, str) else list(den)
+    label = r[2] if len(r) > 2 else den if isinstance(den, str) else "/".join(dens)
+    return num, dens, f"{num}/{label}"
+
+
 def table(summaries, columns, ratios, notes=None):
     """A markdown table: one row per op, one column per tool in `columns`
-    and one per (numerator, denominator) pair in `ratios`; cells are
+    and one per ratio in `ratios` (see `ratio_spec`); cells are
     'median (min–max)', ratios compare medians. `notes` maps an op to a
     short text appended to its name."""
     notes = notes or {}
     by_key = {(s["op"], s["tool"]): s for s in summaries}
     ops = list(dict.fromkeys(s["op"] for s in summaries))
     units = {s["op"]: s["unit"] for s in summaries}
-    head = ["operation"] + list(columns) + [f"{a}/{b}" for a, b in ratios]
+    specs = [ratio_spec(r) for r in ratios]
+    head = ["operation"] + list(columns) + [h for _, _, h in specs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for op in ops:
         name = f"{op} ({units[op]})"
         if op in notes:
             name += f" {notes[op]}"
         row = [name] + [cell(by_key.get((op, t))) for t in columns]
-        row += [ratio(by_key.get((op, a)), by_key.get((op, b))) for a, b in ratios]
+        for num, dens, _ in specs:
+            den = next((by_key[(op, d)] for d in dens if (op, d) in by_key), None)
+            row.append(ratio(by_key.get((op, num)), den))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -35,6 +35,10 @@ class Runtime:
         """`start`."""
         return self._cmd("start", cid)
 
+    def kill(self, cid, sig="KILL"):
+        """`kill` of the container's init with `sig`."""
+        return self._cmd("kill", cid, sig)
+
     def delete(self, cid, force=False):
         """`delete`, with --force to kill a running container first."""
         return self._cmd("delete", *(["--force"] if force else []), cid)

@@ -9,6 +9,15 @@ KIB_PER_MIB = 1024
 
 
 @dataclass
+class Value:
+    """One measured value in its own unit, filed as is (no cpu- or
+    peak-rss- rows): e.g. an RSS read from /proc, a throughput."""
+
+    unit: str
+    value: float
+
+
+@dataclass
 class Result:
     """All measured values of `op` for `tool`, in `unit` (ms, MiB, ns)."""
 
@@ -49,7 +58,10 @@ class Collector:
         return self._results[key]
 
     def add(self, op, tool, sample):
-        """Files one measured run."""
+        """Files one measured run: a `measure.Sample`, or a `Value`."""
+        if isinstance(sample, Value):
+            self.add_value(op, tool, sample.unit, sample.value)
+            return
         self._result(op, tool, "ms").values.append(sample.wall_ns / NS_PER_MS)
         self._result(f"cpu-{op}", tool, "ms").values.append(sample.cpu_ns / NS_PER_MS)
         if op in self.rss_ops:

@@ -1,14 +1,22 @@
 """Unit tests of the parts of scripts/bench that need no root:
-statistics, the table, the seccomp profile resolution and the runner.
+statistics, the table, the seccomp profile resolution, the runner, the
+launch helper of the shim group, mountinfo and /proc parsing, the image
+generator and the registry helpers.
 Run: python3 -m unittest discover -s scripts -p 'test_*.py'"""
 
+import gzip
+import json
 import os
+import subprocess
+import tarfile
 import tempfile
+import time
 import unittest
 
-from benchlib import report, seccomp_profile
+from benchlib import holders, hostns, imagegen, registry, report, seccomp_profile
+from benchlib.groups import images, shim
 from benchlib.measure import CommandFailed, Runner, Sample
-from benchlib.stats import Collector
+from benchlib.stats import Collector, Value
 
 
 class CollectorTest(unittest.TestCase):
@@ -26,6 +34,15 @@ class CollectorTest(unittest.TestCase):
         self.assertEqual(got[("peak-rss-run", "berth")]["max"], 3.0)
         self.assertEqual(got[("peak-rss-run", "berth")]["unit"], "MiB")
         self.assertNotIn(("peak-rss-create", "berth"), got)
+
+    def test_values_are_filed_as_is(self):
+        col = Collector(rss_ops=["shim-start"])
+        col.add("shim-start", "conmon", Value("ms", 40.0))
+        col.add("shim-idle-rss", "conmon", Value("MiB", 2.0))
+        got = {(s["op"], s["tool"]): s for s in (r.summary() for r in col.results())}
+        self.assertEqual(set(got), {("shim-start", "conmon"), ("shim-idle-rss", "conmon")})
+        self.assertEqual(got[("shim-idle-rss", "conmon")]["unit"], "MiB")
+        self.assertEqual(got[("shim-start", "conmon")]["median"], 40.0)
 
     def test_discard_drops_all_metrics_of_a_tool(self):
         col = Collector(rss_ops=["run"])
@@ -47,6 +64,22 @@ class TableTest(unittest.TestCase):
         self.assertEqual(
             lines[2], "| run (ms) | 4.00 (3.50–6.00) | — | 8.00 (7.00–9.00) | 0.50 | — |"
         )
+
+    def test_ratio_takes_the_first_measured_denominator(self):
+        s = [
+            {"op": "pull", "tool": "pier", "median": 2.0, "min": 2, "max": 2, "unit": "ms"},
+            {"op": "pull", "tool": "skopeo", "median": 4.0, "min": 4, "max": 4, "unit": "ms"},
+            {"op": "pull", "tool": "curl", "median": 1.0, "min": 1, "max": 1, "unit": "ms"},
+            {"op": "unpack", "tool": "pier", "median": 3.0, "min": 3, "max": 3, "unit": "ms"},
+            {"op": "unpack", "tool": "umoci", "median": 6.0, "min": 6, "max": 6, "unit": "ms"},
+        ]
+        ratios = [("pier", ("skopeo", "umoci"), "peer"), ("pier", ("curl", "tar"), "floor")]
+        lines = report.table(s, ["pier"], ratios).splitlines()
+        self.assertEqual(lines[0], "| operation | pier | pier/peer | pier/floor |")
+        self.assertTrue(lines[2].endswith("| 0.50 | 2.00 |"), lines[2])
+        self.assertTrue(lines[3].endswith("| 0.50 | — |"), lines[3])
+        self.assertEqual(report.ratio_spec(("a", "b")), ("a", ["b"], "a/b"))
+        self.assertEqual(report.ratio_spec(("a", ("b", "c"))), ("a", ["b", "c"], "a/b/c"))
 
     def test_fmt_keeps_three_digits(self):
         self.assertEqual(report.fmt(2812.4), "2812")
@@ -144,6 +177,204 @@ class RunnerTest(unittest.TestCase):
                     del os.environ["BENCH_TEST_LEAK"]
             finally:
                 r.close()
+
+
+class ProcTest(unittest.TestCase):
+    def test_field_kib(self):
+        status = "Name:\tberth-shim\nVmHWM:\t    1300 kB\nVmRSS:\t    1276 kB\n"
+        self.assertEqual(holders.field_kib(status, "VmRSS"), 1276)
+        rollup = "00400000-7ffd [rollup]\nRss:        1276 kB\nPss:         431 kB\n"
+        self.assertEqual(holders.field_kib(rollup, "Pss"), 431)
+        with self.assertRaises(ValueError):
+            holders.field_kib(rollup, "Pss_Anon")
+
+    def test_memory_of_this_process(self):
+        rss, pss = holders.memory_kib(os.getpid())
+        self.assertGreater(rss, 1000)
+        self.assertGreater(pss, 0)
+        self.assertLessEqual(pss, rss)
+
+    def test_wait_gone_reaps_a_child(self):
+        pid = os.posix_spawn("/bin/sleep", ["sleep", "0.1"], {})
+        self.assertTrue(holders.wait_gone(pid, 5))
+        with self.assertRaises(ChildProcessError):  # reaped
+            os.waitpid(pid, os.WNOHANG)
+        q = subprocess.Popen(["/bin/sleep", "5"])
+        try:
+            self.assertFalse(holders.wait_gone(q.pid, 0.1))
+        finally:
+            q.kill()
+            q.wait()
+
+    def test_mount_points_under(self):
+        info = (
+            "22 1 254:0 / / rw - ext4 /dev/vda rw\n"
+            "90 22 0:50 / /tmp/b/logs rw - tmpfs tmpfs rw\n"
+            "91 22 0:51 / /tmp/b/with\\040space rw - tmpfs tmpfs rw\n"
+            "92 90 0:52 / /tmp/b/logs/inner rw - tmpfs tmpfs rw\n"
+            "93 22 0:53 / /tmp/bb rw - tmpfs tmpfs rw\n"
+            "94 22 0:54 / /tmp/b rw - tmpfs tmpfs rw\n"
+        )
+        self.assertEqual(
+            hostns.mount_points_under(info, "/tmp/b/"),
+            ["/tmp/b/logs/inner", "/tmp/b/with space", "/tmp/b/logs", "/tmp/b"],
+        )
+        self.assertEqual(hostns.mount_points_under(info, "/srv"), [])
+
+
+class LaunchTest(unittest.TestCase):
+    """launch.c, with stand-ins for conmon and the runtime."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.exe = os.path.join(cls.dir.name, "launch")
+        subprocess.run(["cc", "-O2", "-o", cls.exe, holders.LAUNCH_C], check=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    def launch(self, *args):
+        return subprocess.run([self.exe, *args], capture_output=True, text=True, timeout=30)
+
+    def test_sync_pipe_then_after_command(self):
+        d = self.dir.name
+        created, marker = os.path.join(d, "created"), os.path.join(d, "started")
+        # Like conmon: the message comes from a process that outlives the
+        # command, once the container is "created"; the after-command must
+        # run only then.
+        fake = (
+            f'(sleep 0.2; touch {created}; printf \'{{"data": 4242}}\\n\' >&$_OCI_SYNCPIPE) & '
+            "exit 0"
+        )
+        after = ["-a", "/bin/sh", "-a", "-c", "-a", f"test -e {created} && touch {marker}"]
+        r = self.launch("-s", *after, "--", "/bin/sh", "-c", fake)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(marker))
+
+    def test_sync_pipe_failures(self):
+        r = self.launch("-s", "--", "/bin/sh", "-c", 'echo \'{"data": -1}\' >&$_OCI_SYNCPIPE')
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not created", r.stderr)
+        r = self.launch("-s", "--", "/bin/true")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("without a pid", r.stderr)
+        r = self.launch("-s", "-t", "1", "--", "/bin/sh", "-c", "sleep 3 >&- &")
+        self.assertEqual(r.returncode, 124)
+        r = self.launch("--", "/bin/sh", "-c", "exit 7")
+        self.assertEqual(r.returncode, 7)
+        r = self.launch("-a", "/bin/false", "--", "/bin/true")
+        self.assertEqual(r.returncode, 1)
+
+    def test_waits_for_a_file(self):
+        target = os.path.join(self.dir.name, "exit.json")
+        cmd = f"(sleep 0.3; echo 0 > {target}.tmp; mv {target}.tmp {target}) &"
+        t0 = time.monotonic()
+        r = self.launch("-w", target, "--", "/bin/sh", "-c", cmd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.3)
+        r = self.launch("-w", os.path.join(self.dir.name, "never"), "-t", "1", "--", "/bin/true")
+        self.assertEqual(r.returncode, 124)
+
+
+class ShimGroupTest(unittest.TestCase):
+    def test_exit_code_of_each_holder(self):
+        with tempfile.TemporaryDirectory() as d:
+            b = holders.BerthShim("/bin/berth-shim", "/bin/launch", None, d)
+            os.makedirs(b.state_dir("c"))
+            with open(b.exit_file("c"), "w") as f:
+                json.dump({"exit_code": 3, "pid": 9, "signal": None}, f)
+            self.assertEqual(shim.exit_code(b, "c"), 3)
+            c = holders.Conmon("/bin/conmon", "/bin/launch", None, d)
+            os.makedirs(os.path.dirname(c.exit_file("c")))
+            with open(c.exit_file("c"), "w") as f:
+                f.write("137")
+            self.assertEqual(shim.exit_code(c, "c"), 137)
+
+    def test_goals(self):
+        s = [
+            {"op": "shim-idle-rss", "tool": "berth-shim", "median": 1.2},
+            {"op": "shim-idle-rss", "tool": "conmon", "median": 2.4},
+            {"op": "shim-idle-rss-on-berth", "tool": "berth-shim", "median": 3.0},
+            {"op": "shim-idle-rss-on-berth", "tool": "conmon", "median": 2.0},
+        ]
+        lines = shim.goals(s)
+        self.assertIn("- shim-idle-rss: berth-shim/conmon 0.50: met", lines)
+        self.assertIn("- shim-idle-rss-on-berth: berth-shim/conmon 1.50: missed", lines)
+
+
+class ImageGenTest(unittest.TestCase):
+    def test_plan_is_deterministic_and_adds_up(self):
+        p = imagegen.plan("big-0", 20 << 20)
+        self.assertEqual(p, imagegen.plan("big-0", 20 << 20))
+        self.assertNotEqual(p, imagegen.plan("big-1", 20 << 20))
+        self.assertEqual(sum(s for _, s in p), 20 << 20)
+        large = sum(s for _, s in p if s >= imagegen.LARGE_MIN)
+        self.assertGreater(large, (20 << 20) * 0.4)
+        self.assertGreater(len(p), 100)  # many small files too
+        self.assertEqual(len({path for path, _ in p}), len(p))
+
+    def test_layer_tar_is_reproducible_and_gzip_halves_it(self):
+        with tempfile.TemporaryDirectory() as d:
+            root = os.path.join(d, "root")
+            os.makedirs(os.path.join(root, "bin"))
+            with open(os.path.join(root, "bin", "sh"), "w") as f:
+                f.write("#!\n")
+            a, b = os.path.join(d, "a.tar"), os.path.join(d, "b.tar")
+            n, nbytes = imagegen.write_layer(a, "s", 2 << 20, rootfs=root)
+            imagegen.write_layer(b, "s", 2 << 20, rootfs=root)
+            with open(a, "rb") as fa, open(b, "rb") as fb:
+                data = fa.read()
+                self.assertEqual(data, fb.read())
+            self.assertEqual(nbytes, 2 << 20)
+            with tarfile.open(a) as t:
+                members = t.getmembers()
+            files = [m for m in members if m.isfile()]
+            self.assertEqual(len(files), n + 1)  # + bin/sh
+            self.assertIn("bin/sh", [m.name for m in files])
+            self.assertTrue(all(m.uid == 0 and m.mtime == imagegen.MTIME for m in members))
+            ratio = len(gzip.compress(data, 6)) / len(data)
+            self.assertTrue(0.45 < ratio < 0.7, ratio)
+
+    def test_tree_stats(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "a/b"))
+            with open(os.path.join(d, "a/b/f"), "wb") as f:
+                f.write(b"x" * 10)
+            with open(os.path.join(d, "g"), "wb") as f:
+                f.write(b"y" * 5)
+            os.symlink("g", os.path.join(d, "link"))
+            self.assertEqual(images.tree_stats(d), (2, 15))
+
+
+class RegistryHelpersTest(unittest.TestCase):
+    def test_config_and_blobs(self):
+        cfg = registry.config_yaml("/s/data", "127.0.0.1:5123")
+        self.assertIn("rootdirectory: /s/data\n", cfg)
+        self.assertIn("addr: 127.0.0.1:5123\n", cfg)
+        m = {"config": {"digest": "sha256:c"}, "layers": [{"digest": "sha256:1"},
+                                                           {"digest": "sha256:2"}]}
+        self.assertEqual(registry.blobs_of(m), ["sha256:c", "sha256:1", "sha256:2"])
+        self.assertNotEqual(registry.free_port(), 0)
+
+    def test_short_version_and_goals(self):
+        self.assertEqual(
+            images.short_version("buildah version 1.28.2 (image-spec 1.0.2-dev, runtime-spec x)"),
+            "buildah version 1.28.2",
+        )
+        self.assertEqual(images.short_version("tar (GNU tar) 1.34"), "tar (GNU tar) 1.34")
+        s = [
+            {"op": "pull-big", "tool": "pier", "median": 1.4},
+            {"op": "pull-big", "tool": "curl", "median": 1.0},
+            {"op": "unpack-big", "tool": "pier", "median": 1.3},
+            {"op": "unpack-big", "tool": "tar", "median": 1.0},
+        ]
+        lines = images.goals(s)
+        self.assertIn("- pull-big: pier/curl 1.40 (goal <= 1.5): met", lines)
+        self.assertIn("- unpack-big: pier/tar 1.30 (goal <= 1.2): missed", lines)
+        self.assertTrue(images.is_debug_build("/w/target/debug/pier"))
+        self.assertFalse(images.is_debug_build("/w/target/release/pier"))
 
 
 if __name__ == "__main__":

@@ -170,7 +170,7 @@ def _par_start_delete(ctx, starts, deletes):
     return action
 
 
-def goals(summaries):
+def goals(summaries, ctx=None):
     """Lines saying which of berth's goals the medians meet."""
     by = {(s["op"], s["tool"]): s["median"] for s in summaries}
     met, missed = [], []

@@ -12,6 +12,12 @@ use anyhow::{bail, Context, Result};
 
 use crate::digest::{Digest, HashingWriter};
 
+/// Every this many bytes, writeback of what was written is started
+/// (`sync_file_range`, which does not wait): the fsync at commit then finds
+/// most of the blob on disk already instead of flushing all of it while the
+/// pull waits.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
 /// What a blob must be: its digest and size (from a descriptor).
 #[derive(Clone, Debug)]
 pub struct Expected {
@@ -25,6 +31,8 @@ pub struct Expected {
 /// the temporary file.
 pub struct BlobWriter {
     out: Option<HashingWriter<File>>,
+    /// Bytes already handed to writeback (see `WRITEBACK_STEP`).
+    writeback_from: u64,
     tmp: PathBuf,
     blobs_dir: PathBuf,
     expected: Option<Expected>,
@@ -44,6 +52,7 @@ impl BlobWriter {
             .with_context(|| format!("create {}", tmp.display()))?;
         Ok(BlobWriter {
             out: Some(HashingWriter::new(f)),
+            writeback_from: 0,
             tmp,
             blobs_dir,
             expected,
@@ -95,7 +104,23 @@ impl Write for BlobWriter {
                 )));
             }
         }
-        out.write(buf)
+        let n = out.write(buf)?;
+        let written = out.written();
+        if written - self.writeback_from >= WRITEBACK_STEP {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(out.get_mut());
+            // SAFETY: plain syscall on our file; failure only loses the
+            // head start, the fsync at commit still makes the blob durable.
+            unsafe {
+                libc::sync_file_range(
+                    fd,
+                    self.writeback_from as libc::off64_t,
+                    (written - self.writeback_from) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            self.writeback_from = written;
+        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {

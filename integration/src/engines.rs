@@ -282,6 +282,25 @@ pub fn run_timeout(mut cmd: Command, secs: u64) -> Output {
     }
 }
 
+/// Asserts that `RUNTIME [--root ROOT] state ID` says the container runs:
+/// the runtime under test created it (a runtime cannot read another's
+/// state).
+pub fn assert_runtime_holds(runtime: &Path, root: Option<&Path>, id: &str) {
+    let mut cmd = Command::new(runtime);
+    if let Some(r) = root {
+        cmd.arg("--root").arg(r);
+    }
+    cmd.args(["state", id]);
+    let out = run_timeout(cmd, 30);
+    assert!(
+        out.status.success() && stdout(&out).contains("\"running\""),
+        "{} --root {root:?} state {id}: {}{}",
+        runtime.display(),
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
 /// `script -qec 'CMD' /dev/null`: runs a shell command with a terminal on
 /// its stdio (what `-t`/`-it` options need), output captured.
 pub fn in_terminal(shell_cmd: &str, secs: u64) -> Output {
@@ -399,6 +418,9 @@ pub trait CliEngine {
     fn run_options(&self) -> Vec<String>;
     /// The daemon's or engine's log, for failure messages.
     fn log(&self) -> String;
+    /// Asserts that the running container `id` (full ID) is held by the
+    /// runtime under test, not by a default one.
+    fn check_runtime(&self, id: &str);
 }
 
 fn cli_out(e: &dyn CliEngine, args: &[&str]) -> Output {
@@ -522,12 +544,28 @@ pub fn cli_matrix(e: &dyn CliEngine) {
     cli_ok(e, &as_strs(&a));
     let out = cli_out(
         e,
-        &["exec", &name, "sh", "-c", "echo in-exec; echo err-line >&2; exit 5"],
+        &[
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "echo in-exec; echo err-line >&2; exit 5",
+        ],
     );
     assert_eq!(out.status.code(), Some(5), "[{tag}] exec: {}", stderr(&out));
     assert!(stdout(&out).contains("in-exec"), "[{tag}] exec stdout");
     assert!(stderr(&out).contains("err-line"), "[{tag}] exec stderr");
-    let line = cli_line(e, &["exec", "-it", &name, "sh", "-c", "[ -t 0 ] && echo exec-tty"]);
+    let line = cli_line(
+        e,
+        &[
+            "exec",
+            "-it",
+            &name,
+            "sh",
+            "-c",
+            "[ -t 0 ] && echo exec-tty",
+        ],
+    );
     let out = in_terminal(&line, 90);
     assert!(
         stdout(&out).contains("exec-tty"),
@@ -538,6 +576,8 @@ pub fn cli_matrix(e: &dyn CliEngine) {
     wait_for(30, "the log line", || {
         stdout(&cli_out(e, &["logs", &name])).contains("log-line")
     });
+    let full_id = cli_ok(e, &["inspect", "--format", "{{.Id}}", &name]);
+    e.check_runtime(full_id.trim());
     let top = cli_ok(e, &["top", &name]);
     assert!(top.contains("sleep 1000"), "[{tag}] top: {top}");
     let state = |e: &dyn CliEngine| {
@@ -559,7 +599,11 @@ pub fn cli_matrix(e: &dyn CliEngine) {
     let a = cli_run_args(
         e,
         &["--rm", "-it"],
-        &["sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo has-tty; echo done"],
+        &[
+            "sh",
+            "-c",
+            "[ -t 0 ] && [ -t 1 ] && echo has-tty; echo done",
+        ],
     );
     let out = in_terminal(&cli_line(e, &as_strs(&a)), 90);
     assert!(
@@ -574,19 +618,37 @@ pub fn cli_matrix(e: &dyn CliEngine) {
     let lim = format!("lim-{}", std::process::id());
     let a = cli_run_args(
         e,
-        &["-d", "--name", &lim, "--memory", "64m", "--pids-limit", "20"],
+        &[
+            "-d",
+            "--name",
+            &lim,
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "20",
+        ],
         &["sleep", "1000"],
     );
     cli_ok(e, &as_strs(&a));
     let pid = cli_ok(e, &["inspect", "--format", "{{.State.Pid}}", &lim]);
     let (mem, pids) = memory_cgroup_of(pid.trim());
-    let read = |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_default().trim().to_string();
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(&p)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
     let limit = if mem.join("memory.max").exists() {
         read(mem.join("memory.max"))
     } else {
         read(mem.join("memory.limit_in_bytes"))
     };
-    assert_eq!(limit, "67108864", "[{tag}] memory limit in {}", mem.display());
+    assert_eq!(
+        limit,
+        "67108864",
+        "[{tag}] memory limit in {}",
+        mem.display()
+    );
     assert_eq!(read(pids.join("pids.max")), "20", "[{tag}] pids limit");
     let out = cli_out(
         e,
@@ -609,7 +671,11 @@ pub fn cli_matrix(e: &dyn CliEngine) {
     let a = cli_run_args(
         e,
         &["--rm", "--cap-drop", "CHOWN"],
-        &["sh", "-c", "touch /tmp/f && chown 1000 /tmp/f && echo chown-ok"],
+        &[
+            "sh",
+            "-c",
+            "touch /tmp/f && chown 1000 /tmp/f && echo chown-ok",
+        ],
     );
     let out = cli_out(e, &as_strs(&a));
     assert!(

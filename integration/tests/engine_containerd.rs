@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use berth_integration::engines::{
-    busybox_archive, doc, doc_block, in_terminal, run_timeout, shell_quote, stderr, stdout,
-    wait_for, EngineDir, IMAGE,
+    assert_runtime_holds, busybox_archive, doc, doc_block, in_terminal, run_timeout, shell_quote,
+    stderr, stdout, wait_for, EngineDir, IMAGE,
 };
 use berth_integration::shim::Runtime;
 use berth_integration::{bin, cgroup_dirs};
@@ -124,7 +124,11 @@ impl Containerd {
                 .args(["-c", "printf %s \"$1\" | sha256sum", "sh", &key])
                 .output()
                 .unwrap();
-            let hash = stdout(&out).split(' ').next().unwrap_or_default().to_string();
+            let hash = stdout(&out)
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             if !hash.is_empty() {
                 self.dir
                     .remove_at_cleanup(Path::new("/run/containerd/s").join(hash));
@@ -191,7 +195,11 @@ fn matrix(c: &mut Containerd, mode: Mode, tag: &str) {
         &mode,
         &id("run"),
         &["--rm", "--seccomp"],
-        &["sh", "-c", "echo hello; grep Seccomp: /proc/self/status; exit 3"],
+        &[
+            "sh",
+            "-c",
+            "echo hello; grep Seccomp: /proc/self/status; exit 3",
+        ],
     );
     let out = c.ctr_out(&strs(&a));
     assert_eq!(out.status.code(), Some(3), "[{tag}] run: {}", stderr(&out));
@@ -248,8 +256,18 @@ fn matrix(c: &mut Containerd, mode: Mode, tag: &str) {
         stderr(&out)
     );
 
+    if let Mode::RuncBinary(runtime) = &mode {
+        // containerd's runc shim gives the runtime the root
+        // /run/containerd/runc/NAMESPACE.
+        let root = Path::new("/run/containerd/runc").join(&c.ns);
+        assert_runtime_holds(runtime, Some(&root), &det);
+    }
     let ps = c.ok(&["task", "ps", &det]);
-    let pids: Vec<&str> = ps.lines().skip(1).filter(|l| !l.trim().is_empty()).collect();
+    let pids: Vec<&str> = ps
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     assert!(pids.len() >= 2, "[{tag}] task ps: {ps}");
 
     let metrics = c.ok(&["task", "metrics", &det]);
@@ -337,7 +355,12 @@ fn matrix(c: &mut Containerd, mode: Mode, tag: &str) {
         &["sh", "-c", "dd if=/dev/zero of=/dev/null bs=256M count=1"],
     );
     let out = c.ctr_out(&strs(&a));
-    assert_eq!(out.status.code(), Some(137), "[{tag}] oom: {}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "[{tag}] oom: {}",
+        stderr(&out)
+    );
     let found = || {
         std::fs::read_to_string(&events_path)
             .unwrap_or_default()
@@ -357,13 +380,7 @@ fn matrix(c: &mut Containerd, mode: Mode, tag: &str) {
     );
 
     // A failure reaches ctr with the runtime's message.
-    let a = run_args(
-        c,
-        &mode,
-        &id("bad"),
-        &["--rm"],
-        &["/no-such-program-here"],
-    );
+    let a = run_args(c, &mode, &id("bad"), &["--rm"], &["/no-such-program-here"]);
     let out = c.ctr_out(&strs(&a));
     assert!(!out.status.success(), "[{tag}] bad command ran");
     assert!(

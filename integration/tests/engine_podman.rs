@@ -12,13 +12,16 @@
 use std::process::Command;
 
 use berth_integration::engines::{
-    busybox_archive, cli_matrix, doc, doc_block, run_timeout, stderr, CliEngine, EngineDir,
+    assert_runtime_holds, busybox_archive, cli_matrix, doc, doc_block, run_timeout, stderr,
+    CliEngine, EngineDir,
 };
+use berth_integration::pids_with_cmdline;
 use berth_integration::shim::Runtime;
 
 struct Podman {
     dir: EngineDir,
     runtime: String,
+    rt: Runtime,
     tag: String,
 }
 
@@ -66,6 +69,7 @@ impl Podman {
         let p = Podman {
             dir,
             runtime,
+            rt,
             tag: tag.to_string(),
         };
         let archive = busybox_archive(p.dir.path());
@@ -134,6 +138,30 @@ impl CliEngine for Podman {
 
     fn log(&self) -> String {
         String::new()
+    }
+
+    fn check_runtime(&self, id: &str) {
+        // conmon holds the container and runs the runtime (no --root: the
+        // runtime's default state directory); runtimes named in
+        // runtime_supports_json get --log-format=json.
+        let path = self.dir.runtime_path(self.rt);
+        let conmon = pids_with_cmdline(id)
+            .into_iter()
+            .map(|p| std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .find(|c| c.starts_with("/usr/bin/conmon "))
+            .expect("the container's conmon");
+        assert!(
+            conmon.contains(&format!(" -r {} ", path.display())),
+            "conmon runs another runtime: {conmon}"
+        );
+        if self.rt == Runtime::Berth {
+            assert!(
+                conmon.contains("--runtime-arg --log-format=json"),
+                "berth does not get --log-format=json: {conmon}"
+            );
+        }
+        assert_runtime_holds(&path, None, id);
     }
 }
 

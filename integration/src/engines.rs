@@ -163,7 +163,11 @@ impl Drop for EngineDir {
         unmount_below(self.path());
         for p in &self.extra {
             unmount_below(p);
-            let _ = std::fs::remove_dir_all(p);
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(p);
+            } else {
+                let _ = std::fs::remove_file(p);
+            }
         }
         remove_cgroup_tree(&self.cgroup_parent());
         for d in cgroup_dirs(crate::TEST_CGROUP_PARENT) {

@@ -262,13 +262,35 @@ fn matrix(c: &mut Containerd, mode: Mode, tag: &str) {
         let root = Path::new("/run/containerd/runc").join(&c.ns);
         assert_runtime_holds(runtime, Some(&root), &det);
     }
-    let ps = c.ok(&["task", "ps", &det]);
-    let pids: Vec<&str> = ps
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert!(pids.len() >= 2, "[{tag}] task ps: {ps}");
+    let count_pids = |c: &Containerd| {
+        let ps = c.ok(&["task", "ps", &det]);
+        ps.lines().skip(1).filter(|l| !l.trim().is_empty()).count()
+    };
+    assert_eq!(count_pids(c), 2, "[{tag}] task ps: sh and sleep");
+    // A detached exec, killed by its exec ID.
+    c.ok(&[
+        "task",
+        "exec",
+        "-d",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "e3",
+        &det,
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(count_pids(c), 3, "[{tag}] task ps with the exec");
+    c.ok(&[
+        "task",
+        "kill",
+        "--exec-id",
+        "e3",
+        "--signal",
+        "SIGKILL",
+        &det,
+    ]);
+    wait_for(30, "the exec to end", || count_pids(c) == 2);
 
     let metrics = c.ok(&["task", "metrics", &det]);
     let value = |key: &str| -> u64 {

@@ -15,7 +15,10 @@ pub fn mount_rootfs(fstype: &str, source: &str, options: &[String], target: &Pat
     let (flags, data) = parse_options(options);
     let data = data.join(",");
     if data.len() >= page_size() - 512 {
-        bail!("mount options of {fstype} are too long ({} bytes)", data.len());
+        bail!(
+            "mount options of {fstype} are too long ({} bytes)",
+            data.len()
+        );
     }
     let fstype_opt = Some(fstype).filter(|t| !t.is_empty() && *t != "bind");
     let data_opt = Some(data.as_str()).filter(|d| !d.is_empty());

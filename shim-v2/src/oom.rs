@@ -39,8 +39,7 @@ impl OomNotifier {
             }
             // SAFETY: efd is a new descriptor we own.
             let fd = unsafe { OwnedFd::from_raw_fd(efd) };
-            let control =
-                File::open(&file).with_context(|| format!("open {}", file.display()))?;
+            let control = File::open(&file).with_context(|| format!("open {}", file.display()))?;
             let ctl = dir.join("cgroup.event_control");
             std::fs::OpenOptions::new()
                 .write(true)

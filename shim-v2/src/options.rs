@@ -110,9 +110,12 @@ impl RuntimeChoice {
     pub fn load(bundle: &Path) -> Result<(RuntimeChoice, Option<PathBuf>)> {
         let p = bundle.join(SAVED);
         let text = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
-        let v: Value = serde_json::from_slice(&text).with_context(|| format!("parse {}", p.display()))?;
+        let v: Value =
+            serde_json::from_slice(&text).with_context(|| format!("parse {}", p.display()))?;
         let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-        let state_dir = Some(s("state_dir")).filter(|d| !d.is_empty()).map(PathBuf::from);
+        let state_dir = Some(s("state_dir"))
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from);
         Ok((
             RuntimeChoice {
                 binary: PathBuf::from(s("binary_name")),
@@ -143,8 +146,8 @@ fn config_path(bytes: &[u8]) -> Result<String> {
 
 /// `{"binary_name": ..., "root": ...}` from a runtime config file.
 fn read_config(path: &Path) -> Result<(String, String)> {
-    let text = std::fs::read(path)
-        .with_context(|| format!("read runtime config {}", path.display()))?;
+    let text =
+        std::fs::read(path).with_context(|| format!("read runtime config {}", path.display()))?;
     let v: Value = serde_json::from_slice(&text)
         .with_context(|| format!("parse runtime config {}", path.display()))?;
     let obj = v

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use containerd_shim::api::{
     CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
-    DeleteRequest, Empty, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest,
-    PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest, StartResponse,
-    StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest, WaitRequest,
-    WaitResponse,
+    DeleteRequest, Empty, ExecProcessRequest, KillRequest, PauseRequest, PidsRequest, PidsResponse,
+    ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest,
+    StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::ttrpc::Code;
@@ -137,7 +136,8 @@ impl containerd_shim::Task for TaskService {
         let mut r = WaitResponse::new();
         r.exit_status = code;
         let d = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let mut ts = containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp::new();
+        let mut ts =
+            containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp::new();
         ts.seconds = d.as_secs() as i64;
         ts.nanos = d.subsec_nanos() as i32;
         r.exited_at = MessageField::some(ts);

@@ -172,11 +172,17 @@ impl Task {
             if let Some(core) = &self.core {
                 let mut v = Vec::new();
                 core.interests(&mut v);
-                slots.extend(v.into_iter().map(|(fd, f, t)| (fd, f.bits(), Slot::Core(t))));
+                slots.extend(
+                    v.into_iter()
+                        .map(|(fd, f, t)| (fd, f.bits(), Slot::Core(t))),
+                );
                 for (i, io) in self.ios.iter().enumerate() {
                     let mut v = Vec::new();
                     io.interests(core, &mut v);
-                    slots.extend(v.into_iter().map(|(fd, f, w)| (fd, f.bits(), Slot::Io(i, w))));
+                    slots.extend(
+                        v.into_iter()
+                            .map(|(fd, f, w)| (fd, f.bits(), Slot::Io(i, w))),
+                    );
                 }
             }
             if let Some(o) = &self.oom {
@@ -242,8 +248,9 @@ impl Task {
         for io in &mut self.ios {
             io.pump(core);
         }
-        let (done, keep): (Vec<Io>, Vec<Io>) =
-            std::mem::take(&mut self.ios).into_iter().partition(Io::finished);
+        let (done, keep): (Vec<Io>, Vec<Io>) = std::mem::take(&mut self.ios)
+            .into_iter()
+            .partition(Io::finished);
         self.ios = keep;
         for io in done {
             io.detach(core);
@@ -291,9 +298,9 @@ impl Task {
 
     fn publish<E: ShimEvent + 'static>(&self, ev: E) {
         let topic = ev.topic();
-        if let Err(e) =
-            self.publisher
-                .publish(Context::default(), &topic, &self.ns, Box::new(ev))
+        if let Err(e) = self
+            .publisher
+            .publish(Context::default(), &topic, &self.ns, Box::new(ev))
         {
             log::warn!("publish {topic}: {e}");
         }
@@ -321,7 +328,10 @@ impl Task {
     /// joins the client's stdio.
     pub fn create(&mut self, req: CreateTaskRequest) -> ttrpc::Result<u32> {
         if self.core.is_some() {
-            return Err(error(Code::ALREADY_EXISTS, format!("task {} exists", req.id)));
+            return Err(error(
+                Code::ALREADY_EXISTS,
+                format!("task {} exists", req.id),
+            ));
         }
         self.bundle = PathBuf::from(&req.bundle);
         let result = self.create_inner(&req);
@@ -414,7 +424,10 @@ impl Task {
         }
         let p = self.proc_mut(exec_id)?;
         if p.session.is_some() {
-            return Err(error(Code::ALREADY_EXISTS, format!("exec {exec_id} was started")));
+            return Err(error(
+                Code::ALREADY_EXISTS,
+                format!("exec {exec_id} was started"),
+            ));
         }
         let req = ExecRequest {
             process: p.spec.clone(),
@@ -448,10 +461,16 @@ impl Task {
     /// Exec: records the process (started by Start).
     pub fn exec(&mut self, req: ExecProcessRequest) -> ttrpc::Result<()> {
         if self.execs.contains_key(&req.exec_id) {
-            return Err(error(Code::ALREADY_EXISTS, format!("exec {} exists", req.exec_id)));
+            return Err(error(
+                Code::ALREADY_EXISTS,
+                format!("exec {} exists", req.exec_id),
+            ));
         }
         if self.core()?.status() != Status::Running {
-            return Err(error(Code::FAILED_PRECONDITION, "the container is not running"));
+            return Err(error(
+                Code::FAILED_PRECONDITION,
+                "the container is not running",
+            ));
         }
         let spec: Value = serde_json::from_slice(&req.spec.value)
             .map_err(|e| error(Code::INVALID_ARGUMENT, format!("exec process spec: {e}")))?;
@@ -527,7 +546,11 @@ impl Task {
     }
 
     /// Registers for the end of a process; `tx` gets its exit.
-    pub fn wait(&mut self, exec_id: &str, tx: mpsc::Sender<(u32, SystemTime)>) -> ttrpc::Result<()> {
+    pub fn wait(
+        &mut self,
+        exec_id: &str,
+        tx: mpsc::Sender<(u32, SystemTime)>,
+    ) -> ttrpc::Result<()> {
         let p = self.proc_mut(exec_id)?;
         match p.exit {
             Some(e) => {
@@ -545,7 +568,10 @@ impl Task {
         if !exec_id.is_empty() {
             let p = self.proc_mut(exec_id)?;
             if p.session.is_some() && p.exit.is_none() {
-                return Err(error(Code::FAILED_PRECONDITION, format!("exec {exec_id} is running")));
+                return Err(error(
+                    Code::FAILED_PRECONDITION,
+                    format!("exec {exec_id} is running"),
+                ));
             }
             let p = self.execs.remove(exec_id).expect("exec");
             r.pid = p.pid;
@@ -680,11 +706,14 @@ impl Task {
         let file = self.state_dir.join("update.json");
         std::fs::write(&file, resources)
             .map_err(|e| error(Code::UNKNOWN, format!("write {}: {e}", file.display())))?;
-        let r = self
-            .core()?
-            .config()
-            .runtime
-            .run("update", [std::ffi::OsStr::new("--resources"), file.as_os_str(), id.as_ref()]);
+        let r = self.core()?.config().runtime.run(
+            "update",
+            [
+                std::ffi::OsStr::new("--resources"),
+                file.as_os_str(),
+                id.as_ref(),
+            ],
+        );
         let _ = std::fs::remove_file(&file);
         r.map(drop).map_err(internal)
     }

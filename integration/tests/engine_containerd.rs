@@ -37,13 +37,21 @@ enum Mode {
 }
 
 impl Containerd {
+    /// A containerd with an image to run.
     fn start() -> Containerd {
+        let c = Containerd::launch("disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n");
+        let archive = busybox_archive(c.dir.path());
+        c.ok(&["images", "import", archive.to_str().unwrap()]);
+        c
+    }
+
+    /// A containerd whose config is the test's directories, then `extra`.
+    fn launch(extra: &str) -> Containerd {
         let mut dir = EngineDir::new("ctrd");
         let ns = dir.name.clone();
         let sock = dir.join("containerd.sock");
         let config = format!(
-            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n{extra}\n\
              [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
             root = dir.join("root").display(),
             state = dir.join("state").display(),
@@ -65,8 +73,6 @@ impl Containerd {
         wait_for(30, "containerd's socket", || {
             c.ctr_out(&["version"]).status.success()
         });
-        let archive = busybox_archive(c.dir.path());
-        c.ok(&["images", "import", archive.to_str().unwrap()]);
         c
     }
 
@@ -462,4 +468,44 @@ fn containerd_berth_shim_v2_with_runc() {
     let cfg = c.dir.join("berth-shim-v2.json");
     std::fs::write(&cfg, text).unwrap();
     matrix(&mut c, Mode::ShimV2(Some(cfg)), "shimv2-runc");
+}
+
+/// containerd 1.6 loads its CRI plugin (which checks its runtime entries when
+/// it starts) with the `config.toml` entries of docs/engines/containerd.md,
+/// and the RuntimeClass handlers of docs/engines/kubernetes.md are those
+/// entries. No pod runs here: there is no kubelet or crictl on this machine.
+#[test]
+fn containerd_cri_plugin_loads_the_documented_runtimes() {
+    let documented = doc_block(&doc("containerd.md"), "toml config.toml");
+    for handler in doc_block(&doc("kubernetes.md"), "yaml runtimeclass.yaml")
+        .lines()
+        .filter_map(|l| l.strip_prefix("handler: "))
+    {
+        assert!(
+            documented.contains(&format!(".containerd.runtimes.{}]", handler.trim())),
+            "RuntimeClass handler {handler} is not a runtime of containerd.md"
+        );
+    }
+    // A default runc entry as `containerd config default` has, and CNI
+    // directories of the test's own (the plugin creates its conf dir).
+    let cni = std::env::temp_dir().join(format!("berth-it-cni-{}", std::process::id()));
+    let extra = format!(
+        "[plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"{cni}/bin\"\n  \
+         conf_dir = \"{cni}/conf\"\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  \
+         runtime_type = \"io.containerd.runc.v2\"\n{documented}",
+        cni = cni.display()
+    );
+    let mut c = Containerd::launch(&extra);
+    c.dir.remove_at_cleanup(cni);
+    let plugins = c.ok(&["plugins", "ls"]);
+    let cri = plugins
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("cri"))
+        .unwrap_or_else(|| panic!("no cri plugin:\n{plugins}"));
+    assert!(
+        cri.split_whitespace().last() == Some("ok"),
+        "the CRI plugin did not load: {cri}\n{}",
+        c.dir.log("containerd.log")
+    );
 }

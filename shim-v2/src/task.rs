@@ -200,7 +200,10 @@ impl Task {
                 .core
                 .as_ref()
                 .and_then(Core::next_deadline)
-                .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as i32 + 1)
+                .map(|d| {
+                    let ms = d.saturating_duration_since(Instant::now()).as_millis();
+                    ms.min(i32::MAX as u128 - 1) as i32 + 1
+                })
                 .unwrap_or(-1);
             // SAFETY: poll(2) over our own vector.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };

@@ -504,7 +504,7 @@ fn memory_cgroup_of(pid: &str) -> (PathBuf, PathBuf) {
 
 /// The case matrix of the Docker-like engines: run (output, exit status,
 /// default seccomp profile), a detached container (exec, exec -it, logs,
-/// top, pause/unpause, stop, rm), run -it, --memory, --pids-limit,
+/// top, pause/unpause, stop, rm), run -it, --memory, --pids-limit, update,
 /// --cap-drop, --read-only, and a failing command whose error reaches the
 /// user.
 pub fn cli_matrix(e: &dyn CliEngine) {
@@ -672,6 +672,18 @@ pub fn cli_matrix(e: &dyn CliEngine) {
         text.contains("can't fork") || text.contains("Resource temporarily unavailable"),
         "[{tag}] the pids limit does not hold: {text}"
     );
+    // update: new limits reach the running container's cgroup (the runtime's
+    // `update`; Docker's runc shim passes them on stdin, `--resources -`).
+    cli_ok(
+        e,
+        &["update", "--memory", "128m", "--memory-swap", "128m", &lim],
+    );
+    let limit = if mem.join("memory.max").exists() {
+        read(mem.join("memory.max"))
+    } else {
+        read(mem.join("memory.limit_in_bytes"))
+    };
+    assert_eq!(limit, "134217728", "[{tag}] memory limit after update");
     cli_ok(e, &["rm", "-f", &lim]);
 
     // --cap-drop

@@ -268,6 +268,30 @@ fn matrix(c: &mut Containerd, mode: Mode, tag: &str) {
         let root = Path::new("/run/containerd/runc").join(&c.ns);
         assert_runtime_holds(runtime, Some(&root), &det);
     }
+    // An exec reading its stdin (ctr passes its own) to the end, which ctr
+    // signals with CloseIO.
+    let line = c.ctr_line(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "e4",
+        &det,
+        "sh",
+        "-c",
+        "tr a-z A-Z; echo end",
+    ]);
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("printf 'piped input\\n' | {line}")]);
+    let out = run_timeout(cmd, 60);
+    assert!(
+        stdout(&out).contains("PIPED INPUT\nend"),
+        "[{tag}] exec -i: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
     let count_pids = |c: &Containerd| {
         let ps = c.ok(&["task", "ps", &det]);
         ps.lines().skip(1).filter(|l| !l.trim().is_empty()).count()

@@ -121,24 +121,27 @@ impl Containerd {
             .join(" ")
     }
 
-    /// Removes the shim sockets a killed shim would leave for `ids`
-    /// (`/run/containerd/s/sha256(ADDRESS/NS/ID)`).
+    /// The shim socket of task `id`: `/run/containerd/s/sha256(ADDRESS/NS/ID)`.
+    fn shim_socket(&self, id: &str) -> PathBuf {
+        let key = format!("{}/{}/{id}", self.sock.display(), self.ns);
+        let out = Command::new("sh")
+            .args(["-c", "printf %s \"$1\" | sha256sum", "sh", &key])
+            .output()
+            .unwrap();
+        let hash = stdout(&out)
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(hash.len(), 64, "sha256sum: {}", stdout(&out));
+        Path::new("/run/containerd/s").join(hash)
+    }
+
+    /// Removes the shim sockets a killed shim would leave for `ids`.
     fn forget_sockets(&mut self, ids: &[String]) {
         for id in ids {
-            let key = format!("{}/{}/{id}", self.sock.display(), self.ns);
-            let out = Command::new("sh")
-                .args(["-c", "printf %s \"$1\" | sha256sum", "sh", &key])
-                .output()
-                .unwrap();
-            let hash = stdout(&out)
-                .split(' ')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            if !hash.is_empty() {
-                self.dir
-                    .remove_at_cleanup(Path::new("/run/containerd/s").join(hash));
-            }
+            let s = self.shim_socket(id);
+            self.dir.remove_at_cleanup(s);
         }
     }
 }
@@ -532,4 +535,84 @@ fn containerd_cri_plugin_loads_the_documented_runtimes() {
         "the CRI plugin did not load: {cri}\n{}",
         c.dir.log("containerd.log")
     );
+}
+
+/// The Task service calls `ctr` does not make: Update (new resources through
+/// `RUNTIME update --resources`), Connect and Stats, by a ttrpc client of
+/// containerd-shim-berth-v2's socket.
+#[test]
+fn containerd_berth_shim_v2_update_connect_stats() {
+    use containerd_shim_protos::protobuf::well_known_types::any::Any;
+    use containerd_shim_protos::protobuf::MessageField;
+    use containerd_shim_protos::shim::shim::{ConnectRequest, StatsRequest, UpdateTaskRequest};
+    use containerd_shim_protos::{Client, TaskClient};
+
+    let mut c = Containerd::start();
+    let id = "upd".to_string();
+    c.forget_sockets(std::slice::from_ref(&id));
+    let a = run_args(
+        &c,
+        &Mode::ShimV2(None),
+        &id,
+        &["-d", "--memory-limit", "67108864"],
+        &["sleep", "1000"],
+    );
+    c.ok(&strs(&a));
+    let sock = c.shim_socket(&id);
+    let client = Client::connect(&format!("unix://{}", sock.display())).expect("connect");
+    let task = TaskClient::new(client);
+    let ctx = || containerd_shim_protos::ttrpc::context::with_timeout(10_000_000_000);
+
+    let connected = task
+        .connect(ctx(), &ConnectRequest::new())
+        .expect("Connect");
+    let ls = c.ok(&["task", "ls"]);
+    let pid: u32 = ls
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {ls}"));
+    assert_eq!(connected.task_pid, pid);
+    assert!(
+        std::fs::read_to_string(format!("/proc/{}/cmdline", connected.shim_pid))
+            .unwrap_or_default()
+            .contains("containerd-shim-berth-v2"),
+        "Connect names another process as the shim"
+    );
+
+    let read_limit = || {
+        let dirs = cgroup_dirs(&format!("{}/{id}", c.dir.cgroup_parent()));
+        dirs.iter()
+            .map(|d| d.join("memory.limit_in_bytes"))
+            .chain(dirs.iter().map(|d| d.join("memory.max")))
+            .find_map(|f| std::fs::read_to_string(f).ok())
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read_limit(), "67108864");
+    let mut req = UpdateTaskRequest::new();
+    req.id = id.clone();
+    let mut any = Any::new();
+    any.type_url = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into();
+    any.value = br#"{"memory": {"limit": 100663296, "swap": 100663296}}"#.to_vec();
+    req.resources = MessageField::some(any);
+    task.update(ctx(), &req).expect("Update");
+    assert_eq!(read_limit(), "100663296", "the limit after Update");
+
+    let mut sreq = StatsRequest::new();
+    sreq.id = id.clone();
+    let stats = task.stats(ctx(), &sreq).expect("Stats");
+    assert_eq!(stats.stats.type_url, "io.containerd.cgroups.v1.Metrics");
+    assert!(!stats.stats.value.is_empty());
+
+    c.ok(&["task", "kill", "--signal", "SIGKILL", &id]);
+    wait_for(30, "the task to stop", || {
+        c.ok(&["task", "ls"])
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("STOPPED"))
+    });
+    let _ = c.ctr_out(&["task", "delete", &id]);
+    c.ok(&["containers", "delete", &id]);
 }

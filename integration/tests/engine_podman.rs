@@ -42,6 +42,8 @@ impl Podman {
              default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
              netns = \"none\"\n\
              log_driver = \"k8s-file\"\n\n\
+             [network]\n\
+             network_config_dir = \"{net}\"\n\n\
              [engine]\n\
              cgroup_manager = \"cgroupfs\"\n\
              events_logger = \"file\"\n\
@@ -50,6 +52,7 @@ impl Podman {
              volume_path = \"{vol}\"\n",
             static = dir.join("root/libpod").display(),
             vol = dir.join("root/volumes").display(),
+            net = dir.join("networks").display(),
         );
         let conf = merge_engine_tables(&host, &documented);
         std::fs::write(dir.join("containers.conf"), conf).unwrap();
@@ -80,7 +83,8 @@ impl Podman {
 }
 
 /// Puts the documented `[engine]` keys (and `[engine.runtimes]`) after the
-/// host's `[engine]` keys: TOML allows each table once.
+/// host's `[engine]` keys, the host's last table: TOML allows each table
+/// once.
 fn merge_engine_tables(host: &str, documented: &str) -> String {
     let mut engine_keys = String::new();
     let mut rest = String::new();

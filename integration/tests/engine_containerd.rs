@@ -190,6 +190,11 @@ fn strs(v: &[String]) -> Vec<&str> {
 
 /// The whole case matrix against one containerd with one way of running.
 fn matrix(c: &mut Containerd, mode: Mode, tag: &str) {
+    if let Mode::ShimV2(_) = &mode {
+        // containerd finds it in the PATH it was given (the build's
+        // directory): a clear failure if it was not built.
+        bin("containerd-shim-berth-v2");
+    }
     let id = |n: &str| format!("{tag}-{n}");
     let ids: Vec<String> = ["run", "det", "tty", "oom", "bad"]
         .iter()

@@ -553,7 +553,7 @@ pub fn cli_matrix(e: &dyn CliEngine) {
             &name,
             "sh",
             "-c",
-            "echo in-exec; echo err-line >&2; exit 5",
+            "echo in-exec; echo err-line >&2; sleep 0.2; exit 5",
         ],
     );
     assert_eq!(out.status.code(), Some(5), "[{tag}] exec: {}", stderr(&out));

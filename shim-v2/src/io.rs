@@ -8,11 +8,18 @@
 //! FIFO fills, then this queue, then the core's, and the container waits on
 //! its pipe, as under the runc shim. The input FIFO is opened read-only and
 //! non-blocking: it reports end-of-file only after a writer came and went.
+//!
+//! Closing: a client may open its read end of an output FIFO late (ctr opens
+//! it from a goroutine). If the shim closed the FIFO before that, the pipe and
+//! the bytes in it would be gone, so after the process ended the FIFOs stay
+//! open until the client has read what is in them, or [`DRAIN_LIMIT`] passed
+//! (the client went away).
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use berth_shim::core::{Core, Output, SessionId, SubId};
@@ -20,6 +27,19 @@ use nix::poll::PollFlags;
 
 /// Bytes held for an output before no more is taken from the core.
 const PENDING_LIMIT: usize = 256 * 1024;
+
+/// How long the output FIFOs stay open after the process ended, waiting for
+/// the client to read what is in them.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// How often a FIFO being drained is checked.
+pub const DRAIN_TICK: Duration = Duration::from_millis(10);
+
+/// An output: the FIFO or file, and whether it is a FIFO.
+struct Out {
+    file: File,
+    fifo: bool,
+}
 
 /// Which descriptor of an [`Io`] became ready.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,10 +55,11 @@ pub struct Io {
     /// The session.
     pub session: SessionId,
     sub: SubId,
-    out: [Option<File>; 2],
+    out: [Option<Out>; 2],
     pending: [Vec<u8>; 2],
     stdin: Option<File>,
     done: bool,
+    drain_until: Option<Instant>,
 }
 
 impl Io {
@@ -71,15 +92,16 @@ impl Io {
             pending: [Vec::new(), Vec::new()],
             stdin,
             done: false,
+            drain_until: None,
         })
     }
 
     /// Descriptors to poll.
     pub fn interests(&self, core: &Core, out: &mut Vec<(RawFd, PollFlags, Which)>) {
-        for (i, f) in self.out.iter().enumerate() {
-            if let Some(f) = f {
+        for (i, o) in self.out.iter().enumerate() {
+            if let Some(o) = o {
                 if !self.pending[i].is_empty() {
-                    out.push((f.as_raw_fd(), PollFlags::POLLOUT, Which::Out(i)));
+                    out.push((o.file.as_raw_fd(), PollFlags::POLLOUT, Which::Out(i)));
                 }
             }
         }
@@ -107,9 +129,19 @@ impl Io {
         }
     }
 
-    /// Ends the process's input (containerd's CloseIO).
+    /// Ends the process's input (containerd's CloseIO, or end-of-file). The
+    /// client closes its end of the FIFO before it sends CloseIO: what it
+    /// wrote is still in the FIFO and is passed on first.
     pub fn close_stdin(&mut self, core: &mut Core) {
-        self.stdin = None;
+        if let Some(mut f) = self.stdin.take() {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = f.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                core.write_stdin(self.session, &buf[..n]);
+            }
+        }
         core.close_stdin(self.session);
     }
 
@@ -133,9 +165,9 @@ impl Io {
     }
 
     fn flush(&mut self, i: usize) {
-        let Some(f) = &mut self.out[i] else { return };
+        let Some(o) = &mut self.out[i] else { return };
         while !self.pending[i].is_empty() {
-            match f.write(&self.pending[i]) {
+            match o.file.write(&self.pending[i]) {
                 Ok(n) => {
                     self.pending[i].drain(..n);
                 }
@@ -149,10 +181,27 @@ impl Io {
         }
     }
 
-    /// Whether all output was handed over after the process ended: the
-    /// FIFOs can close (the client sees end-of-file).
-    pub fn finished(&self) -> bool {
-        self.done && self.pending.iter().all(Vec::is_empty)
+    /// Whether the process ended and all its output was handed over and
+    /// read (or the client had [`DRAIN_LIMIT`] to read it): the FIFOs can
+    /// close (the client sees end-of-file).
+    pub fn finished(&mut self) -> bool {
+        if !self.done || self.pending.iter().any(|p| !p.is_empty()) {
+            return false;
+        }
+        let now = Instant::now();
+        let until = *self.drain_until.get_or_insert(now + DRAIN_LIMIT);
+        let unread = self
+            .out
+            .iter()
+            .flatten()
+            .any(|o| o.fifo && bytes_unread(&o.file) > 0);
+        !unread || now >= until
+    }
+
+    /// Whether the FIFOs are waiting for the client to read (the task's loop
+    /// then wakes every [`DRAIN_TICK`]).
+    pub fn draining(&self) -> bool {
+        self.drain_until.is_some()
     }
 
     /// Leaves the core's subscriber list.
@@ -163,7 +212,7 @@ impl Io {
 
 /// Opens an output path: a FIFO read-write and non-blocking, a `file://`
 /// URI or a regular file for appending; empty means none.
-fn open_output(path: &str) -> Result<Option<File>> {
+fn open_output(path: &str) -> Result<Option<Out>> {
     if path.is_empty() {
         return Ok(None);
     }
@@ -185,5 +234,16 @@ fn open_output(path: &str) -> Result<Option<File>> {
     } else {
         OpenOptions::new().append(true).create(true).open(path)
     };
-    Ok(Some(f.with_context(|| format!("open {path}"))?))
+    let file = f.with_context(|| format!("open {path}"))?;
+    Ok(Some(Out { file, fifo }))
+}
+
+/// Bytes in a FIFO that no reader took yet (FIONREAD).
+fn bytes_unread(f: &File) -> libc::c_int {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes an int through the pointer.
+    if unsafe { libc::ioctl(f.as_raw_fd(), libc::FIONREAD, &mut n) } < 0 {
+        return 0;
+    }
+    n
 }

@@ -196,10 +196,19 @@ impl Task {
                     revents: 0,
                 })
                 .collect();
+            // Output FIFOs waiting for their reader are checked every tick.
+            let draining = self
+                .ios
+                .iter()
+                .any(Io::draining)
+                .then(|| Instant::now() + crate::io::DRAIN_TICK);
             let timeout = self
                 .core
                 .as_ref()
                 .and_then(Core::next_deadline)
+                .into_iter()
+                .chain(draining)
+                .min()
                 .map(|d| {
                     let ms = d.saturating_duration_since(Instant::now()).as_millis();
                     ms.min(i32::MAX as u128 - 1) as i32 + 1
@@ -232,6 +241,8 @@ impl Task {
                     Slot::Oom => self.check_oom(),
                 }
             }
+            // Exits first, so that requests see them.
+            self.after();
             while let Ok(job) = rx.try_recv() {
                 job(self);
             }
@@ -251,9 +262,15 @@ impl Task {
         for io in &mut self.ios {
             io.pump(core);
         }
-        let (done, keep): (Vec<Io>, Vec<Io>) = std::mem::take(&mut self.ios)
-            .into_iter()
-            .partition(Io::finished);
+        let mut keep = Vec::new();
+        let mut done = Vec::new();
+        for mut io in std::mem::take(&mut self.ios) {
+            if io.finished() {
+                done.push(io);
+            } else {
+                keep.push(io);
+            }
+        }
         self.ios = keep;
         for io in done {
             io.detach(core);
@@ -665,8 +682,12 @@ impl Task {
             .ok_or_else(|| error(Code::FAILED_PRECONDITION, "process not started"))
     }
 
-    /// Window size of a process's terminal.
+    /// Window size of a process's terminal (nothing to do once it ended:
+    /// clients resize right after start, and a short process may be gone).
     pub fn resize(&mut self, exec_id: &str, width: u32, height: u32) -> ttrpc::Result<()> {
+        if self.proc_mut(exec_id)?.exit.is_some() {
+            return Ok(());
+        }
         let sid = self.session_of(exec_id)?;
         self.core()?
             .resize(sid, height as u16, width as u16)

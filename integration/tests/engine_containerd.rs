@@ -262,7 +262,7 @@ fn matrix(c: &mut Containerd, mode: Mode, tag: &str) {
         &det,
         "sh",
         "-c",
-        "[ -t 0 ] && echo exec-has-tty",
+        "sleep 0.2; [ -t 0 ] && echo exec-has-tty",
     ]);
     let out = in_terminal(&line, 60);
     assert!(
@@ -388,7 +388,7 @@ fn matrix(c: &mut Containerd, mode: Mode, tag: &str) {
         &mode,
         &id("tty"),
         &["--rm", "-t"],
-        &["sh", "-c", "[ -t 0 ] && echo has-tty; echo done"],
+        &["sh", "-c", "sleep 0.2; [ -t 0 ] && echo has-tty; echo done"],
     );
     let line = c.ctr_line(&strs(&a));
     let out = in_terminal(&line, 60);
@@ -399,7 +399,10 @@ fn matrix(c: &mut Containerd, mode: Mode, tag: &str) {
         stderr(&out)
     );
 
-    // An OOM kill reaches containerd as a /tasks/oom event.
+    // An OOM kill reaches containerd as a /tasks/oom event. (The sleep:
+    // containerd's runc shim starts watching for OOM after `start`, and
+    // misses a kill that comes sooner, with runc too. The quick terminal
+    // cases above sleep for a similar race in its terminal copying.)
     let events_path = c.dir.join(&format!("events-{tag}"));
     let mut events = c
         .ctr_cmd(&["events"])
@@ -414,7 +417,11 @@ fn matrix(c: &mut Containerd, mode: Mode, tag: &str) {
         &mode,
         &oom,
         &["--rm", "--memory-limit", "33554432"],
-        &["sh", "-c", "dd if=/dev/zero of=/dev/null bs=256M count=1"],
+        &[
+            "sh",
+            "-c",
+            "sleep 0.5; dd if=/dev/zero of=/dev/null bs=256M count=1",
+        ],
     );
     let out = c.ctr_out(&strs(&a));
     assert_eq!(

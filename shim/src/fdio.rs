@@ -5,7 +5,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// A pipe, both ends close-on-exec: (read end, write end).
 pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -54,19 +53,6 @@ pub fn write(fd: BorrowedFd<'_>, data: &[u8]) -> nix::Result<usize> {
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => return Ok(0),
             Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Waits up to `ms` milliseconds for `fd` to have something to read (or to be
-/// hung up); true if it has.
-pub fn wait_readable(fd: BorrowedFd<'_>, ms: u16) -> bool {
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    loop {
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(n) => return n > 0,
-            Err(Errno::EINTR) => continue,
-            Err(_) => return false,
         }
     }
 }

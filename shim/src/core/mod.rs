@@ -57,11 +57,6 @@ const CHUNK: usize = 64 * 1024;
 /// the others.
 const READS_PER_WAKEUP: usize = 16;
 
-/// How long, after a process with a terminal exited, its pty may take to
-/// show the rest of its output (normally microseconds; an orphan still holding
-/// the terminal makes the wait run out).
-const PTY_DRAIN_MS: u16 = 100;
-
 /// Signals the shim passes on to the container's init instead of dying.
 pub const FORWARDED_SIGNALS: [Signal; 4] = [
     Signal::SIGTERM,
@@ -475,15 +470,6 @@ impl Core {
                     }
                 }
                 fdio::Read::WouldBlock if !exited => return,
-                // A pty hands the output its slave wrote over to the master
-                // asynchronously (the tty layer's flip buffer work), so right
-                // after the exit it may still be on its way: wait a moment
-                // for it, or for the hang-up (EIO) that follows it.
-                fdio::Read::WouldBlock
-                    if s.pty.is_some() && fdio::wait_readable(src.fd.as_fd(), PTY_DRAIN_MS) =>
-                {
-                    continue
-                }
                 fdio::Read::WouldBlock | fdio::Read::Eof => {
                     s.sources[stream as usize] = None;
                     self.check_finished(id);

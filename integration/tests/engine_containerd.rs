@@ -630,3 +630,63 @@ fn containerd_berth_shim_v2_update_connect_stats() {
     let _ = c.ctr_out(&["task", "delete", &id]);
     c.ok(&["containers", "delete", &id]);
 }
+
+/// A shim v2 killed with SIGKILL: containerd notices, runs
+/// `containerd-shim-berth-v2 delete`, which force-deletes the container with
+/// the runtime the shim had chosen and unmounts its rootfs. Nothing of the
+/// container is left.
+#[test]
+fn containerd_berth_shim_v2_killed_shim_is_cleaned_up() {
+    let mut c = Containerd::start();
+    let id = "dead".to_string();
+    c.forget_sockets(std::slice::from_ref(&id));
+    let a = run_args(&c, &Mode::ShimV2(None), &id, &["-d"], &["sleep", "1000"]);
+    c.ok(&strs(&a));
+    let ls = c.ok(&["task", "ls"]);
+    let pid: i32 = ls
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {ls}"));
+    let shim = berth_integration::pids_with_cmdline(&format!("-namespace {} -id {id} ", c.ns))
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .unwrap_or_default()
+                .contains("containerd-shim-berth-v2")
+        })
+        .expect("the shim's pid");
+    // SAFETY: kill(2) of the shim this test started (through containerd).
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    wait_for(30, "the container to be gone", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    wait_for(30, "containerd to drop the task", || {
+        !c.ok(&["task", "ls"]).lines().any(|l| l.starts_with(&id))
+    });
+    let root = Path::new("/run/containerd/berth").join(&c.ns);
+    let out = run_timeout(
+        {
+            let mut cmd = Command::new(bin("berth"));
+            cmd.arg("--root").arg(&root).args(["list", "-q"]);
+            cmd
+        },
+        30,
+    );
+    assert!(
+        !stdout(&out).lines().any(|l| l == id),
+        "berth still lists the container: {}",
+        stdout(&out)
+    );
+    let rootfs = c.dir.join("state");
+    assert_eq!(
+        berth_integration::engines::mounts_below(&rootfs)
+            .iter()
+            .filter(|m| m.ends_with("rootfs"))
+            .count(),
+        0,
+        "the rootfs is still mounted"
+    );
+    c.ok(&["containers", "delete", &id]);
+}

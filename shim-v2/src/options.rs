@@ -11,7 +11,7 @@
 //!    `BERTH_SHIM_RUNTIME` (binary) and `BERTH_SHIM_RUNTIME_ROOT`;
 //! 3. `berth` found in PATH, with the root `/run/containerd/berth/NAMESPACE`.
 //!
-//! The choice is saved in the bundle (`berth-shim-v2.json`) for the
+//! The choice is saved in the bundle (`berth-shim-v2-runtime.json`) for the
 //! `delete` action, which containerd runs when a shim died.
 
 use std::io::Cursor;
@@ -28,7 +28,7 @@ const RUNC_OPTIONS: &str = "containerd.runc.v1.Options";
 /// Type URL of the CRI plugin's generic runtime options.
 const RUNTIME_OPTIONS: &str = "runtimeoptions.v1.Options";
 /// File in the bundle that records the choice.
-pub const SAVED: &str = "berth-shim-v2.json";
+pub const SAVED: &str = "berth-shim-v2-runtime.json";
 /// Environment variable naming the runtime binary.
 pub const ENV_RUNTIME: &str = "BERTH_SHIM_RUNTIME";
 /// Environment variable naming the runtime's root.

@@ -27,6 +27,20 @@ pub const PODMAN_SECCOMP: &str = "/usr/share/containers/seccomp.json";
 /// Debian's runc.
 pub const RUNC: &str = "/usr/sbin/runc";
 
+/// What the names of the engine tests' directories start with, after
+/// [`TempDir`]'s own prefix.
+const ENGINE_DIR_TAG: &str = "eng-";
+
+/// The path prefix of every engine test's directory (and so of every mount
+/// its daemons make on the host): `/tmp/berth-it-eng-`. Tests that count
+/// the host's mounts leave these out.
+pub fn engine_dir_prefix() -> String {
+    std::env::temp_dir()
+        .join(format!("berth-it-{ENGINE_DIR_TAG}"))
+        .display()
+        .to_string()
+}
+
 /// The working directory of one engine test and what it must clean up.
 pub struct EngineDir {
     dir: TempDir,
@@ -38,11 +52,18 @@ pub struct EngineDir {
 }
 
 impl EngineDir {
-    /// A new directory for a test of `engine`.
+    /// A new directory for a test of `engine`, named after
+    /// [`engine_dir_prefix`].
     pub fn new(engine: &str) -> EngineDir {
         require_root();
         let name = unique_id(engine);
-        let dir = TempDir::new(&name);
+        // Short: Podman refuses a runroot path over 50 characters.
+        let dir = TempDir::new(&format!("{ENGINE_DIR_TAG}{engine}"));
+        assert!(dir
+            .path()
+            .display()
+            .to_string()
+            .starts_with(&engine_dir_prefix()));
         EngineDir {
             dir,
             name,
@@ -143,7 +164,7 @@ impl EngineDir {
 impl Drop for EngineDir {
     fn drop(&mut self) {
         self.stop_daemons();
-        let dir = self.path().to_string_lossy().into_owned();
+        let dir = format!("{}/", self.path().display());
         // Shims and monitors the daemons started (their command lines name
         // this directory: socket, bundle or root paths), then the processes
         // still in this test's cgroups. Both are this test's own.
@@ -477,9 +498,9 @@ fn cli_line(e: &dyn CliEngine, args: &[&str]) -> String {
         .join(" ")
 }
 
-/// The memory cgroup directory of a process (v1 `memory` hierarchy, or the
-/// unified one).
-fn memory_cgroup_of(pid: &str) -> (PathBuf, PathBuf) {
+/// The memory and pids cgroup directories of a process (v1 `memory` and
+/// `pids` hierarchies, or the unified one for both).
+fn memory_and_pids_cgroups(pid: &str) -> (PathBuf, PathBuf) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let path = |ctrl: &str| -> Option<String> {
         text.lines().find_map(|l| {
@@ -638,7 +659,7 @@ pub fn cli_matrix(e: &dyn CliEngine) {
     );
     cli_ok(e, &as_strs(&a));
     let pid = cli_ok(e, &["inspect", "--format", "{{.State.Pid}}", &lim]);
-    let (mem, pids) = memory_cgroup_of(pid.trim());
+    let (mem, pids) = memory_and_pids_cgroups(pid.trim());
     let read = |p: PathBuf| {
         std::fs::read_to_string(&p)
             .unwrap_or_default()

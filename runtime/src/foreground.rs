@@ -108,6 +108,16 @@ impl Drop for RawMode {
     }
 }
 
+/// Gives the container's terminal (`master`) the size of berth's own
+/// terminal, its stdin, if that is one. `run` does it before `start`, so
+/// that the container never sees a 0x0 terminal; SIGWINCH keeps the size in
+/// step afterwards.
+pub fn copy_window_size(master: BorrowedFd) {
+    if let Some(ws) = window_size(std::io::stdin().as_fd()) {
+        let _ = console::set_size(master, ws);
+    }
+}
+
 fn window_size(fd: BorrowedFd) -> Option<WinSize> {
     let mut w: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ fills a winsize.

@@ -1,6 +1,8 @@
 //! `berth run`: create + start, and in the foreground wait for the container
 //! process, forwarding signals to it, then delete the container.
 
+use std::os::fd::AsFd;
+
 use anyhow::Result;
 
 use super::create::CreateFlags;
@@ -49,6 +51,11 @@ pub fn run(g: &Global, a: Args) -> Result<i32> {
         Some(r) => Some(foreground::receive_master(r)?),
         None => None,
     };
+    if let Some(m) = &master {
+        // Before start: a process that reads its terminal size at once
+        // (`stty size`) must not see 0x0. runc sets it only after start.
+        foreground::copy_window_size(m.as_fd());
+    }
     if let Err(e) = container::start(&created.dir, &created.state) {
         let _ = container::destroy(created.dir, &created.state);
         return Err(e);

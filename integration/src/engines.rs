@@ -175,6 +175,14 @@ impl Drop for EngineDir {
             if pids.is_empty() {
                 break;
             }
+            // A killed containerd-shim-berth-v2 leaves its state directory.
+            for &p in &pids {
+                let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmd).contains("containerd-shim-berth-v2") {
+                    self.extra
+                        .push(Path::new("/run/containerd/berth-shim").join(p.to_string()));
+                }
+            }
             for p in pids {
                 // SAFETY: kill(2) of a process this test started.
                 unsafe { libc::kill(p, libc::SIGKILL) };

@@ -30,6 +30,12 @@ impl OomWatch {
         w
     }
 
+    /// The counter files watched (`memory.oom_control` on v1,
+    /// `memory.events` on v2).
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
     /// Sum of the `oom_kill` counters now.
     pub fn count(&self) -> u64 {
         self.files

@@ -36,8 +36,8 @@ from ..stats import KIB_PER_MIB, NS_PER_MS, Value
 NAME = "shim"
 TITLE = "berth-shim vs conmon (runc, then berth, as the runtime)"
 PACKAGES = ["conmon", "runc"]
-COLUMNS = ["berth-shim", "conmon"]
-RATIOS = [("berth-shim", "conmon")]
+COLUMNS = ["berth-shim", "conmon", "containerd-shim-berth-v2", "containerd-shim-runc-v2"]
+RATIOS = [("berth-shim", "conmon"), ("containerd-shim-berth-v2", "containerd-shim-runc-v2")]
 
 IDLE = ["/bin/sleep", "1000000"]
 SETTLE = 0.2  # seconds between the start and the memory reading
@@ -81,8 +81,8 @@ def run(ctx):
         ctx.extra_versions.append(version(conmon))
     else:
         ctx.note("shim-start", "conmon: skipped, not installed (apt-get install conmon)")
-    _note_containerd(ctx)
     col = ctx.collector()
+    _containerd(ctx, col)
     try:
         for rt_name, sfx in RUNTIMES:
             rt = ctx.runtimes.get(rt_name)
@@ -104,20 +104,42 @@ def run(ctx):
         hostns.unmount_under(logs)
 
 
-def _note_containerd(ctx):
-    release = os.path.relpath(os.path.dirname(ctx.berth), ctx.workspace)
-    if not os.path.exists(os.path.join(ctx.workspace, release, CONTAINERD_SHIMS[0])):
-        ctx.note(
-            "shim",
-            f"{' and '.join(CONTAINERD_SHIMS)}: skipped, there is no "
-            f"{CONTAINERD_SHIMS[0]} in {release} yet",
-        )
-    else:
-        ctx.note(
-            "shim",
-            f"{' and '.join(CONTAINERD_SHIMS)}: skipped, measuring them needs a containerd "
-            "daemon, which scripts/bench does not start yet",
-        )
+# Lines of shim-v2/bench/idle-rss --raw: its name → (op suffix, tool).
+CONTAINERD_ROWS = {
+    "berth-v2-runc": ("", "containerd-shim-berth-v2"),
+    "runc-v2-runc": ("", "containerd-shim-runc-v2"),
+    "berth-v2-berth": ("-on-berth", "containerd-shim-berth-v2"),
+}
+
+
+def _containerd(ctx, col):
+    """Idle RSS/PSS per container of containerd-shim-berth-v2 beside
+    containerd-shim-runc-v2, under a containerd of their own
+    (shim-v2/bench/idle-rss, one value per shim process)."""
+    release = os.path.dirname(ctx.berth)
+    if not os.access(os.path.join(release, CONTAINERD_SHIMS[0]), os.X_OK):
+        rel = os.path.relpath(release, ctx.workspace)
+        ctx.note("shim-v2-idle-rss", f"skipped: no {CONTAINERD_SHIMS[0]} in {rel} (scripts/build-release)")
+        return
+    if not shutil.which("containerd") or not shutil.which(CONTAINERD_SHIMS[1]):
+        ctx.note("shim-v2-idle-rss", "skipped: containerd is not installed (apt-get install containerd)")
+        return
+    script = os.path.join(ctx.workspace, "shim-v2", "bench", "idle-rss")
+    n = "3" if ctx.quick else "20"
+    r = subprocess.run(
+        [script, "--containers", n, "--target", release, "--raw"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=900,
+    )
+    if r.returncode != 0:
+        msg = (r.stderr.strip().splitlines() or ["no message"])[-1]
+        ctx.note("shim-v2-idle-rss", f"failed: {msg}")
+        return
+    for line in r.stdout.splitlines():
+        name, rss, pss = line.split()
+        sfx, tool = CONTAINERD_ROWS[name]
+        col.add_value(f"shim-v2-idle-rss{sfx}", tool, "MiB", int(rss) / KIB_PER_MIB)
+        col.add_value(f"shim-v2-idle-pss{sfx}", tool, "MiB", int(pss) / KIB_PER_MIB)
+    ctx.note("shim-v2-idle-rss", f"{n} containers per shim kind under one containerd, runc underneath")
 
 
 def _failed(holder, cid, what):

@@ -58,7 +58,9 @@ pub fn parse(s: &str) -> Result<i32> {
     }
     let rt = |base: i32, off: &str, sign: i32| -> Option<i32> {
         let off: i32 = if off.is_empty() { 0 } else { off.parse().ok()? };
-        let n = base + sign * off;
+        // Checked: `RTMIN+2147483647` is an error, not an overflow (found by
+        // fuzz/fuzz_targets/signals.rs).
+        let n = base.checked_add(sign.checked_mul(off)?)?;
         (libc::SIGRTMIN()..=max).contains(&n).then_some(n)
     };
     let found = if let Some(rest) = name.strip_prefix("RTMIN") {
@@ -95,7 +97,17 @@ mod tests {
         assert_eq!(parse("RTMIN").unwrap(), libc::SIGRTMIN());
         assert_eq!(parse("SIGRTMIN+3").unwrap(), libc::SIGRTMIN() + 3);
         assert_eq!(parse("RTMAX-1").unwrap(), libc::SIGRTMAX() - 1);
-        for bad in ["", "0", "65", "FOO", "RTMIN+99", "-1"] {
+        for bad in [
+            "",
+            "0",
+            "65",
+            "FOO",
+            "RTMIN+99",
+            "-1",
+            "RTMIN+2147483647",
+            "RTMAX--2147483647",
+            "RTMAX--2147483648",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

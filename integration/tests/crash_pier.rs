@@ -14,8 +14,8 @@
 //! - a killed build leaves no container, mount, cgroup or process once the
 //!   next `pier build` or `pier prune` ran.
 //!
-//! `BERTH_STRESS_TRIALS` sets the number of trials of each test (CI: 12 for
-//! pull, 10 for build; by hand: 100 and more).
+//! `BERTH_STRESS_TRIALS` sets the number of trials of each test (CI: 10; by
+//! hand: 100 and more).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -328,7 +328,7 @@ fn big_image(layout: &Path, n: usize, size: usize) -> Vec<(String, Vec<u8>)> {
 fn pull_killed_at_random_moments_leaves_a_consistent_store() {
     require_root();
     crash::become_subreaper();
-    let trials = crash::trials(12);
+    let trials = crash::trials(10);
     let mut rng = Rng::from_env("pull");
     let reg = Registry::start(Auth::None);
     let work = TempDir::new("crash-pull");

@@ -175,11 +175,22 @@ fn shim_killed_at_any_point_keeps_state_truthful_and_delete_force_cleans_up() {
             Kill::Startup(ms) => {
                 let mut child = cmd.spawn().unwrap();
                 std::thread::sleep(Duration::from_millis(ms));
-                for p in shim_pids(&t) {
-                    // SAFETY: kill(2) of a shim this test started.
-                    unsafe { libc::kill(p, libc::SIGKILL) };
-                }
+                // The caller first (by pid: it may not even have reached
+                // its exec), then the daemon it may have forked, until no
+                // shim of the trial is left.
+                let _ = child.kill();
                 child.wait().unwrap();
+                loop {
+                    let pids = shim_pids(&t);
+                    if pids.is_empty() {
+                        break;
+                    }
+                    for p in pids {
+                        // SAFETY: kill(2) of a shim this test started.
+                        unsafe { libc::kill(p, libc::SIGKILL) };
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
             Kill::Running(ms) => {
                 let st = cmd.status().unwrap();

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{json, Value};
 
+pub mod crash;
 pub mod engines;
 pub mod pier_env;
 pub mod registry;

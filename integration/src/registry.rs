@@ -120,6 +120,11 @@ impl Registry {
         r
     }
 
+    /// The registry process's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// The registry's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()

@@ -15,6 +15,7 @@ pub mod archive;
 pub mod build;
 pub mod cli;
 pub mod digest;
+pub mod failpoint;
 pub mod image;
 pub mod inroot;
 pub mod interrupt;

@@ -112,6 +112,7 @@ pub fn pull(store: &Store, client: &Client, r: &ImageRef, opts: &PullOptions) ->
         None => None,
     };
     let name = r.to_string();
+    crate::failpoint::hit("pull-before-name");
     let entry = NameEntry {
         manifest: manifest_digest.clone(),
         index: index_digest.clone(),
@@ -227,6 +228,7 @@ fn fetch_blob(
         };
         w.write_all(&buf[..n])
             .with_context(|| format!("{what}: write"))?;
+        crate::failpoint::hit("pull-in-blob");
         bar.inc(n as u64);
     }
     w.commit()?;

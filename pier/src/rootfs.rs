@@ -414,20 +414,50 @@ fn mount_overlay_fsconfig(
     }
 }
 
-/// Diff-ids of the layers held by mounted rootfs leases.
-pub(crate) fn leased_layers(store: &Store) -> Result<Vec<Digest>> {
+/// Every lease file with its content (None if it cannot be read or
+/// parsed).
+pub(crate) fn leases(store: &Store) -> Result<Vec<(PathBuf, Option<Lease>)>> {
     let mut out = Vec::new();
     let dir = store.mounts_dir();
     for e in std::fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
         let p = e?.path();
-        let Ok(data) = std::fs::read(&p) else {
-            continue;
-        };
-        match serde_json::from_slice::<Lease>(&data) {
-            Ok(l) => out.extend(l.layers),
+        let lease = std::fs::read(&p)
+            .ok()
+            .and_then(|d| serde_json::from_slice::<Lease>(&d).ok());
+        out.push((p, lease));
+    }
+    Ok(out)
+}
+
+/// Diff-ids of the layers held by mounted rootfs leases.
+pub(crate) fn leased_layers(store: &Store) -> Result<Vec<Digest>> {
+    let mut out = Vec::new();
+    for (p, lease) in leases(store)? {
+        match lease {
+            Some(l) => out.extend(l.layers),
             // An unreadable lease keeps nothing alive, but say so.
-            Err(e) => eprintln!("pier: ignoring bad lease {}: {e}", p.display()),
+            None => eprintln!("pier: ignoring bad lease {}", p.display()),
         }
     }
     Ok(out)
+}
+
+/// True if `p` (absolute, canonical) or anything below it is a mount point.
+pub(crate) fn has_mounts_under(p: &Path) -> Result<bool> {
+    Ok(!mounts_under(p)?.is_empty())
+}
+
+/// Mount points at or below `p` (absolute, canonical), deepest first.
+pub(crate) fn mounts_under(p: &Path) -> Result<Vec<PathBuf>> {
+    let info =
+        std::fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    let mut v: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mountinfo(m)))
+        .filter(|m| m.starts_with(p))
+        .collect();
+    v.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+    v.dedup();
+    Ok(v)
 }

@@ -12,7 +12,8 @@
 //! - [`client`]: `berth-shim ctl`, a client of the control protocol.
 //! - [`shim`], [`daemon`], [`cli`]: startup.
 //! - [`logfile`], [`exit`], [`oom`], [`runtime`], [`console`], [`timefmt`],
-//!   [`fdio`]: one concern each.
+//!   [`fdio`]: one concern each; [`failpoint`]: crash-test hooks (debug
+//!   builds only).
 //!
 //! The control protocol and the note on what is lost when the shim dies are
 //! in [`cli::HELP`] (`berth-shim --help`) and in `shim/README.md`.
@@ -24,6 +25,7 @@ pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod exit;
+pub mod failpoint;
 pub mod fdio;
 pub mod logfile;
 pub mod oom;

@@ -10,6 +10,7 @@ use crate::cli::Options;
 use crate::control::{self, Server};
 use crate::core::{self, Core, CoreConfig};
 use crate::daemon;
+use crate::failpoint;
 use crate::logfile::LogConfig;
 use crate::runtime::Runtime;
 
@@ -40,8 +41,12 @@ pub fn main(o: Options) -> i32 {
             return 1;
         }
     };
+    failpoint::hit("shim-after-state-dir");
     let notifier = match daemon::daemonize(&cfg.state_dir.join(SHIM_LOG)) {
-        Ok(n) => n,
+        Ok(n) => {
+            failpoint::hit("shim-after-daemonize");
+            n
+        }
         Err(e) => {
             eprintln!("berth-shim: {e:#}");
             cleanup(&cfg, created_dir, false);
@@ -52,6 +57,7 @@ pub fn main(o: Options) -> i32 {
     match setup(&cfg, start) {
         Ok((mut core, server)) => {
             notifier.ok();
+            failpoint::hit("shim-after-ready");
             match server.run(&mut core) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -73,10 +79,12 @@ pub fn main(o: Options) -> i32 {
 fn setup(cfg: &CoreConfig, start: bool) -> Result<(Core, Server)> {
     let signals = core::block_signals()?;
     let mut core = Core::create(cfg.clone(), signals)?;
+    failpoint::hit("shim-after-adopt");
     let ready = (|| {
         let server = Server::bind(&cfg.state_dir)?;
         if start {
             core.start()?;
+            failpoint::hit("shim-after-start");
         }
         write_info(cfg)?;
         Ok(server)

@@ -79,6 +79,35 @@ pub fn put(store: &Store, key: &Digest, entry: &Entry) -> Result<()> {
     std::fs::rename(&tmp, &p).with_context(|| format!("rename to {}", p.display()))
 }
 
+/// Removes the entries whose layer blob is gone (they are misses for
+/// ever) and entries that cannot be read; returns how many. For garbage
+/// collection, after unreferenced blobs were removed.
+pub fn drop_stale(store: &Store) -> Result<usize> {
+    let dir = store.root().join("build-cache");
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("read {}", dir.display())),
+    };
+    let mut n = 0;
+    for e in rd {
+        let p = e?.path();
+        let entry = std::fs::read(&p)
+            .ok()
+            .and_then(|d| serde_json::from_slice::<Entry>(&d).ok());
+        let stale = match entry {
+            Some(Entry { layer: Some(l), .. }) => !store.has_blob(&l.blob),
+            Some(_) => false,
+            None => true,
+        };
+        if stale {
+            std::fs::remove_file(&p).with_context(|| format!("remove {}", p.display()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +140,9 @@ mod tests {
         assert!(get(&s, &k0).is_some());
         std::fs::remove_file(s.blob_path(&blob)).unwrap();
         assert!(get(&s, &k0).is_none(), "pruned blob: miss");
+        // The stale entry goes, the one without a layer stays.
+        assert_eq!(drop_stale(&s).unwrap(), 1);
+        assert!(!path(&s, &k0).exists() && path(&s, &k1).exists());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -21,6 +21,7 @@ pub mod commit;
 pub mod context;
 pub mod copy;
 pub mod dockerfile;
+pub mod leftovers;
 pub mod step;
 pub mod words;
 
@@ -45,7 +46,6 @@ use crate::image::{
 };
 use crate::inroot::Root;
 use crate::reference::ImageRef;
-use crate::rootfs::RootfsMount;
 use crate::run::runtime::Runtime;
 use crate::run::spec::{self, NetNs, SpecOpts};
 use crate::run::{seccomp, user};
@@ -559,6 +559,7 @@ impl Builder<'_> {
             }
             None => {
                 let layer = f(self, st)?;
+                crate::failpoint::hit("build-before-cache");
                 let e = cache::Entry {
                     created: now(),
                     layer: layer.map(|l| cache::CachedLayer {
@@ -1059,9 +1060,9 @@ impl Builder<'_> {
                 }
                 None => None,
             };
-            // Sources from a stage or an image: a read-only view of it.
+            // Sources from a stage or an image: a view of it, mounted like
+            // a step (so it is cleaned up like one, also after a crash).
             let mut src_mount: Option<StepMount> = None;
-            let mut src_image_dir: Option<PathBuf> = None;
             let src_root = match &src_kind {
                 From::Context => None,
                 From::Stage(k) => {
@@ -1072,10 +1073,10 @@ impl Builder<'_> {
                 }
                 From::Image(_) => {
                     let img = from_image.as_ref().expect("resolved");
-                    let d = b.store.tmp_path("from");
-                    let rm = RootfsMount::mount(b.store, img, &d)?;
-                    src_image_dir = Some(d);
-                    Some(Root::open(&rm.rootfs)?)
+                    let sm = StepMount::new(b.store, &img.layers()?)?;
+                    let r = Root::open(sm.rootfs())?;
+                    src_mount = Some(sm);
+                    Some(r)
                 }
             };
             let result = (|| -> Result<()> {
@@ -1128,11 +1129,8 @@ impl Builder<'_> {
                 }
                 Ok(())
             })();
+            drop(src_root);
             drop(src_mount);
-            if let Some(d) = src_image_dir {
-                let _ = RootfsMount::unmount(b.store, &d);
-                let _ = std::fs::remove_dir_all(&d);
-            }
             result?;
             drop(root);
             m.commit(&[])
@@ -1172,6 +1170,7 @@ impl Builder<'_> {
             let r = ImageRef::parse(t)?;
             names.push(r.to_string());
         }
+        crate::failpoint::hit("build-before-name");
         if !names.is_empty() {
             let entry = NameEntry {
                 manifest: manifest.clone(),

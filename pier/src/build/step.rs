@@ -24,11 +24,12 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde_json::Value;
 
 use super::commit::{adopt_upper, drop_created_mountpoints, is_empty_dir, write_layer, NewLayer};
+use super::leftovers;
 use crate::image::Layer;
 use crate::inroot::Root;
 use crate::rootfs::RootfsMount;
 use crate::run::runtime::Runtime;
-use crate::store::Store;
+use crate::store::{Lock, Store};
 
 /// A mounted step root filesystem.
 pub struct StepMount<'a> {
@@ -38,12 +39,21 @@ pub struct StepMount<'a> {
     upper: PathBuf,
     mounted: bool,
     container: Option<(Runtime, String)>,
+    /// Marks the step as alive (see [`leftovers`]); released last.
+    _owner: Lock,
 }
 
 impl<'a> StepMount<'a> {
     /// Mounts `layers` (bottom first) with a fresh upper directory.
     pub fn new(store: &'a Store, layers: &[Layer]) -> Result<StepMount<'a>> {
-        let dir = store.tmp_path("step");
+        let dir = store.tmp_path(leftovers::STEP_PREFIX);
+        let owner = match leftovers::claim_step_dir(&dir) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
         let m = match RootfsMount::mount_layers(store, layers, &dir) {
             Ok(m) => m,
             Err(e) => {
@@ -51,6 +61,7 @@ impl<'a> StepMount<'a> {
                 return Err(e);
             }
         };
+        crate::failpoint::hit("build-step-mounted");
         Ok(StepMount {
             store,
             dir: m.dir,
@@ -58,6 +69,7 @@ impl<'a> StepMount<'a> {
             upper: m.upper,
             mounted: true,
             container: None,
+            _owner: owner,
         })
     }
 
@@ -91,6 +103,7 @@ impl<'a> StepMount<'a> {
             return Ok(None);
         }
         let l = write_layer(self.store, &self.upper)?;
+        crate::failpoint::hit("build-layer-written");
         adopt_upper(self.store, &self.upper, &l.diff_id)?;
         Ok(Some(l))
     }
@@ -119,7 +132,19 @@ impl<'a> StepMount<'a> {
         // Its own process group: a Ctrl-C on the terminal reaches pier,
         // which then stops the container and cleans up.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        die_with_parent(&mut cmd);
         crate::interrupt::check()?;
+        // Recorded first: if pier dies from here on, whoever cleans up
+        // after it (see `leftovers`) finds the container.
+        leftovers::record_container(
+            &self.dir,
+            &leftovers::StepContainer {
+                runtime: rt.path.clone(),
+                root: std::path::absolute(&rt.root)
+                    .with_context(|| format!("resolve {}", rt.root.display()))?,
+                id: id.to_string(),
+            },
+        )?;
         self.container = Some((rt.clone(), id.to_string()));
         let mut child = cmd
             .spawn()
@@ -145,6 +170,7 @@ impl<'a> StepMount<'a> {
             match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
+                    crate::failpoint::hit("build-run-output");
                     out.write_all(&buf[..n]).ok();
                     out.flush().ok();
                 }
@@ -166,6 +192,29 @@ impl<'a> StepMount<'a> {
         Ok(status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+}
+
+/// Makes the runtime's `run` die with pier (SIGKILL as its parent-death
+/// signal): killed, pier cannot stop the container, and a `run` left
+/// waiting for it would race with the clean-up that `delete --force` does
+/// later. The container itself lives on until then; the runtime's own
+/// crash safety covers a `run` killed half-way through creating it.
+fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before the prctl: the signal never comes.
+            if libc::getppid() != parent {
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        });
     }
 }
 

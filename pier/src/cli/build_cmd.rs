@@ -93,6 +93,8 @@ pub(super) fn build(cli: &Cli, a: &BuildArgs) -> Result<()> {
     };
     crate::interrupt::install();
     let store = cli.open_store()?;
+    // Containers and mounts of builds that were killed.
+    crate::build::leftovers::reap_dead_steps(&store)?;
     let opts = BuildOptions {
         context: a.context.clone(),
         dockerfile: a.file.clone(),

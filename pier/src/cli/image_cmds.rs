@@ -50,6 +50,14 @@ pub struct RmiArgs {
     pub force: bool,
 }
 
+/// `pier check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Output format: `text` or `json`.
+    #[arg(long, default_value = "text")]
+    pub format: String,
+}
+
 /// `pier mount`.
 #[derive(Args, Debug)]
 pub struct MountArgs {
@@ -251,6 +259,50 @@ pub(super) fn prune(cli: &Cli) -> Result<()> {
         human_size(st.bytes),
         st.layers
     );
+    if st.tmp + st.leases + st.cache > 0 {
+        println!(
+            "Removed {} leftovers of interrupted commands, {} stale leases, {} stale cache entries",
+            st.tmp, st.leases, st.cache
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn check(cli: &Cli, a: &CheckArgs) -> Result<()> {
+    if a.format != "text" && a.format != "json" {
+        bail!("unknown --format {:?} (text or json)", a.format);
+    }
+    let store = cli.open_store()?;
+    let r = store.check()?;
+    if a.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        for p in &r.problems {
+            eprintln!("pier: check: {p}");
+        }
+        println!(
+            "{} images, {} blobs, {} layers: {}",
+            r.images,
+            r.blobs,
+            r.layers,
+            if r.problems.is_empty() {
+                "no problems".to_string()
+            } else {
+                format!("{} problems", r.problems.len())
+            }
+        );
+        let g = r.garbage;
+        if g != crate::store::Garbage::default() {
+            println!(
+                "garbage (pier prune removes it): {} temporary entries, {} unreferenced blobs, \
+                 {} unreferenced layers, {} stale leases, {} bad cache entries",
+                g.tmp, g.blobs, g.layers, g.leases, g.cache
+            );
+        }
+    }
+    if !r.problems.is_empty() {
+        bail!("the store has {} problems", r.problems.len());
+    }
     Ok(())
 }
 

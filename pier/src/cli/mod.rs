@@ -69,6 +69,8 @@ pub enum Cmd {
     Rmi(image_cmds::RmiArgs),
     /// Remove blobs and layers no image uses, and leftover temporary files.
     Prune,
+    /// Verify the store: blob digests, complete images, layers, leases.
+    Check(image_cmds::CheckArgs),
     /// Mount an image's rootfs (overlayfs) at DIR/rootfs.
     Mount(image_cmds::MountArgs),
     /// Unmount DIR/rootfs and remove the container's changes.
@@ -187,6 +189,7 @@ fn run(cli: &Cli) -> Result<()> {
         Cmd::Tag(a) => image_cmds::tag(cli, a),
         Cmd::Rmi(a) => image_cmds::rmi(cli, a),
         Cmd::Prune => image_cmds::prune(cli),
+        Cmd::Check(a) => image_cmds::check(cli, a),
         Cmd::Mount(a) => image_cmds::mount(cli, a),
         Cmd::Umount(a) => image_cmds::umount(cli, a),
         Cmd::Save(a) => archive_cmds::save(cli, a),

@@ -1,15 +1,22 @@
 //! Garbage collection (`pier prune`): removes blobs and unpacked layers that
 //! no name reaches and no mounted rootfs uses, and everything left in
-//! `tmp/` by interrupted or crashed processes. Runs with the store lock
-//! held exclusive, so no other `pier` is half-way through adding content.
+//! `tmp/` by interrupted or crashed processes: build steps of dead builds
+//! (their containers, overlay mounts and leases, see
+//! [`crate::build::leftovers`]), partial blobs and layers, stale leases, and
+//! build cache entries whose layer is gone. Runs with the store lock held
+//! exclusive, so no other `pier` is half-way through adding content, and
+//! everything in `tmp/` belongs to a process that is gone.
 
 use std::collections::HashSet;
+use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use nix::mount::{umount2, MntFlags};
 
 use super::Store;
 use crate::digest::Digest;
 use crate::image::Image;
+use crate::rootfs::{has_mounts_under, leases, mounts_under};
 
 /// What a collection removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -20,12 +27,45 @@ pub struct GcStats {
     pub layers: usize,
     /// Bytes of blobs removed.
     pub bytes: u64,
+    /// Entries of `tmp/` removed (leftovers of interrupted commands).
+    pub tmp: usize,
+    /// Leases of rootfs directories that are gone (or torn) removed.
+    pub leases: usize,
+    /// Build cache entries whose layer blob is gone removed.
+    pub cache: usize,
 }
 
 impl Store {
     /// Removes unreferenced blobs, layers and temporary files. Needs a store
     /// opened with [`Store::open_exclusive`].
     pub fn gc(&self) -> Result<GcStats> {
+        let mut stats = GcStats::default();
+        let tmp = self.root.join("tmp");
+        // Steps of dead builds first: their containers still use the mounts.
+        let reaped = crate::build::leftovers::reap_dead_steps(self)?;
+        stats.tmp += reaped.removed;
+        // Whatever else is mounted in tmp/ was left by a dead process.
+        for m in mounts_under(&tmp)? {
+            if reaped.failed.iter().any(|f| m.starts_with(f)) {
+                continue;
+            }
+            umount2(&m, MntFlags::empty())
+                .or_else(|_| umount2(&m, MntFlags::MNT_DETACH))
+                .with_context(|| format!("unmount {}", m.display()))?;
+        }
+        for (p, lease) in leases(self)? {
+            let stale = match &lease {
+                Some(l) => {
+                    (l.dir.starts_with(&tmp) && !reaped.failed.iter().any(|f| l.dir.starts_with(f)))
+                        || !l.dir.exists()
+                }
+                None => true,
+            };
+            if stale {
+                std::fs::remove_file(&p).with_context(|| format!("remove {}", p.display()))?;
+                stats.leases += 1;
+            }
+        }
         let mut keep_blobs: HashSet<Digest> = HashSet::new();
         let mut keep_layers: HashSet<Digest> =
             crate::rootfs::leased_layers(self)?.into_iter().collect();
@@ -41,7 +81,6 @@ impl Store {
                 keep_layers.insert(l.diff_id);
             }
         }
-        let mut stats = GcStats::default();
         let blobs = self.root.join("blobs/sha256");
         for e in std::fs::read_dir(&blobs).with_context(|| format!("read {}", blobs.display()))? {
             let e = e?;
@@ -67,16 +106,29 @@ impl Store {
                 stats.layers += 1;
             }
         }
-        let tmp = self.root.join("tmp");
         for e in std::fs::read_dir(&tmp).with_context(|| format!("read {}", tmp.display()))? {
             let p = e?.path();
-            let r = if p.is_dir() && !p.is_symlink() {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            };
-            r.with_context(|| format!("remove {}", p.display()))?;
+            if reaped.failed.contains(&p) {
+                continue;
+            }
+            remove_leftover(&p)?;
+            stats.tmp += 1;
         }
+        stats.cache = crate::build::cache::drop_stale(self)?;
         Ok(stats)
     }
+}
+
+/// Removes a file or directory of `tmp/`, never crossing into a mount (that
+/// would delete the files of whatever is mounted there).
+fn remove_leftover(p: &Path) -> Result<()> {
+    let r = if p.is_dir() && !p.is_symlink() {
+        if has_mounts_under(p)? {
+            bail!("{} is still mounted", p.display());
+        }
+        std::fs::remove_dir_all(p)
+    } else {
+        std::fs::remove_file(p)
+    };
+    r.with_context(|| format!("remove {}", p.display()))
 }

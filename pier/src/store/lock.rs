@@ -25,6 +25,23 @@ impl Lock {
         Lock::take(path, FlockArg::LockExclusive)
     }
 
+    /// Takes an exclusive lock on the existing file `path` without waiting:
+    /// None if the file is missing or someone holds a lock on it (a lock
+    /// held by a process that died is free: the kernel drops it with the
+    /// process).
+    pub fn try_exclusive_existing(path: &Path) -> Result<Option<Lock>> {
+        let f = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("open lock file {}", path.display())),
+        };
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(Lock(l))),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(e).with_context(|| format!("flock {}", path.display())),
+        }
+    }
+
     fn take(path: &Path, arg: FlockArg) -> Result<Lock> {
         let f = OpenOptions::new()
             .read(true)

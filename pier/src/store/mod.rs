@@ -7,14 +7,19 @@
 //! layers/sha256/<hex>/   one unpacked layer per diff-id, shared by images:
 //!                        fs/ (the files) and implicit (see `unpack`)
 //! mounts/<id>.json       leases: layers in use by a mounted rootfs
-//! tmp/                   temporary files and directories, same filesystem
+//! build-cache/<key>.json results of build steps (see `build::cache`)
+//! tmp/                   temporary files and directories, same filesystem;
+//!                        also the mounted roots of build steps
 //! ```
 //!
 //! Everything appears under its final name by an atomic `rename(2)` of a
 //! complete, synced file or directory from `tmp/`, so a crash leaves at most
-//! garbage in `tmp/` (removed by `prune`), never a half-written blob or layer.
+//! garbage in `tmp/`, unreferenced blobs and layers, and stale leases (all
+//! removed by `prune`), never a half-written blob or layer. `check`
+//! verifies that.
 
 mod blobs;
+mod check;
 mod gc;
 mod lock;
 mod names;
@@ -26,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{bail, Context, Result};
 
 pub use blobs::{BlobWriter, Expected};
+pub use check::{CheckReport, Garbage};
 pub use gc::GcStats;
 pub use lock::Lock;
 pub use names::{NameEntry, Names};
@@ -169,7 +175,7 @@ impl Store {
         let path = self.root.join("names.json");
         let mut names = Names::load(&path)?;
         let r = f(&mut names)?;
-        names.save(&path)?;
+        names.save(&path, &self.tmp_path("names"))?;
         Ok(r)
     }
 
@@ -179,7 +185,8 @@ impl Store {
     }
 }
 
-/// Writes `data` to a new file at `path` and fsyncs it.
+/// Writes `data` to a new file at `path` and fsyncs it; on failure (a full
+/// disk) the partial file is removed.
 pub(crate) fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
     let mut f = std::fs::File::options()
         .write(true)
@@ -187,10 +194,17 @@ pub(crate) fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
         .truncate(true)
         .open(path)
         .with_context(|| format!("create {}", path.display()))?;
-    f.write_all(data)
-        .with_context(|| format!("write {}", path.display()))?;
-    f.sync_all()
-        .with_context(|| format!("fsync {}", path.display()))
+    let r = f
+        .write_all(data)
+        .with_context(|| format!("write {}", path.display()))
+        .and_then(|()| {
+            f.sync_all()
+                .with_context(|| format!("fsync {}", path.display()))
+        });
+    if r.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    r
 }
 
 #[cfg(test)]

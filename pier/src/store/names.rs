@@ -44,12 +44,19 @@ impl Names {
         }
     }
 
-    /// Writes `path` atomically (temporary file, fsync, rename).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
+    /// Writes `path` atomically: to `tmp` (in the store's `tmp/`, so that
+    /// `pier prune` removes what a crash leaves), fsync, rename. A failed
+    /// write (a full disk) removes `tmp` and leaves `path` as it was.
+    pub fn save(&self, path: &Path, tmp: &Path) -> Result<()> {
         let data = serde_json::to_vec_pretty(self)?;
-        super::write_synced(&tmp, &data)?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
+        let r = super::write_synced(tmp, &data).and_then(|()| {
+            crate::failpoint::hit("names-before-rename");
+            std::fs::rename(tmp, path)
+                .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
+        });
+        if r.is_err() {
+            let _ = std::fs::remove_file(tmp);
+        }
+        r
     }
 }

@@ -52,6 +52,7 @@ pub fn unpack_layer(store: &Store, layer: &Layer) -> Result<()> {
             list.push(0);
         }
         std::fs::write(tmp.join(IMPLICIT), list).context("write the implicit directory list")?;
+        crate::failpoint::hit("pull-in-unpack");
         // Crash safety: the files must be on disk before the directory
         // appears under its final name.
         let dir = File::open(&tmp)?;

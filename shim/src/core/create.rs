@@ -61,6 +61,7 @@ impl Core {
             finished: false,
             cfg,
         };
+        crate::failpoint::hit("shim-after-create");
         // From here on the container exists: undo it if the shim cannot hold
         // it.
         match core.adopt(sources, stdin, pty) {

@@ -45,7 +45,13 @@ pub fn run_with_pipes(mut cmd: Command, what: &str, stdin: bool) -> Result<Strea
         (None, Stdio::null())
     };
     cmd.stdin(in_r).stdout(out_w).stderr(err_w);
-    let status = cmd.status().with_context(|| format!("run {what}"));
+    let status = cmd
+        .spawn()
+        .and_then(|mut child| {
+            crate::failpoint::hit("shim-during-runtime");
+            child.wait()
+        })
+        .with_context(|| format!("run {what}"));
     // The Command holds the child's ends: drop them so that the pipes see
     // end-of-file when the process's side is gone.
     drop(cmd);

@@ -140,16 +140,7 @@ mod tests {
     use super::*;
 
     fn tmp_store() -> (PathBuf, Store) {
-        let dir = std::env::temp_dir().join(format!(
-            "pier-leftovers-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let s = Store::open(&dir).unwrap();
-        (dir, s)
+        crate::store::test_store("leftovers")
     }
 
     #[test]

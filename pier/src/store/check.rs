@@ -203,15 +203,7 @@ mod tests {
 
     #[test]
     fn finds_corrupt_blobs_incomplete_images_and_garbage() {
-        let dir = std::env::temp_dir().join(format!(
-            "pier-check-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let s = Store::open(&dir).unwrap();
+        let (dir, s) = crate::store::test_store("check");
         let r = s.check().unwrap();
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         assert_eq!(r.garbage, Garbage::default());

@@ -207,21 +207,28 @@ pub(crate) fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
     r
 }
 
+/// A fresh store in a unique directory under the temp dir, for unit tests
+/// (`tag` names the test module; the caller removes the directory).
+#[cfg(test)]
+pub(crate) fn test_store(tag: &str) -> (PathBuf, Store) {
+    let dir = std::env::temp_dir().join(format!(
+        "pier-{tag}-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let s = Store::open(&dir).unwrap();
+    (dir, s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn tmp_store() -> (PathBuf, Store) {
-        let dir = std::env::temp_dir().join(format!(
-            "pier-store-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let s = Store::open(&dir).unwrap();
-        (dir, s)
+        test_store("store")
     }
 
     #[test]

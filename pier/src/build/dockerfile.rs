@@ -145,6 +145,17 @@ pub struct Dockerfile {
 impl Dockerfile {
     /// Parses `text`; `name` is used in error messages.
     pub fn parse(name: &str, text: &str) -> Result<Dockerfile> {
+        // parse-dockerfile reads an escape at the very end of the file as a
+        // literal character (`COPY a \` copied `a` to a file named `\`), but
+        // before a newline as a line continuation, as BuildKit does in both
+        // cases: end the file with a newline so both read alike.
+        let with_newline;
+        let text = if text.ends_with('\n') {
+            text
+        } else {
+            with_newline = format!("{text}\n");
+            &with_newline
+        };
         let df = parse_dockerfile::parse(text).map_err(|e| {
             let msg = format!("{e:#}");
             // Docker writes the unknown word in double quotes.
@@ -590,6 +601,25 @@ SHELL ["/bin/bash", "-c"]
             }
             k => panic!("{k:?}"),
         }
+    }
+
+    #[test]
+    fn an_escape_at_the_end_of_the_file_continues_the_line() {
+        // Caught by fuzz/fuzz_targets/dockerfile.rs (corpus/dockerfile/
+        // regression-eof-escape): without a final newline the escape was
+        // an argument (a COPY destination named `\`) while the stored text
+        // and ONBUILD trigger had it as a continuation.
+        for text in ["FROM a\nCOPY a \\", "FROM a\nONBUILD COPY a \\"] {
+            let err = Dockerfile::parse("Dockerfile", text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("at least two arguments"), "{text:?}: {err}");
+        }
+        let a = Dockerfile::parse("Dockerfile", "FROM a\nRUN echo \\").unwrap();
+        let b = Dockerfile::parse("Dockerfile", "FROM a\nRUN echo \\\n").unwrap();
+        assert_eq!(a.instrs, b.instrs);
+        let c = Dockerfile::parse("Dockerfile", "FROM a\nCOPY a b").unwrap();
+        assert!(matches!(&c.instrs[1].kind, Kind::Copy { dest, .. } if dest == "b"));
     }
 
     #[test]

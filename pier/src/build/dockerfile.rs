@@ -272,6 +272,35 @@ fn span_of(i: &Instruction<'_>) -> (usize, usize) {
     (k, e)
 }
 
+/// The here-documents of an instruction as written (bodies and end
+/// markers, from the line after the instruction): they are not part of its
+/// span, and an `ONBUILD` trigger without them would not parse again.
+fn here_docs_text<'t>(text: &'t str, i: &Instruction<'_>) -> Option<&'t str> {
+    let spans: Vec<std::ops::Range<usize>> = match i {
+        Instruction::Run(x) => x.here_docs.iter().map(|h| h.span.clone()).collect(),
+        Instruction::Copy(x) => here_doc_spans(&x.src),
+        Instruction::Add(x) => here_doc_spans(&x.src),
+        _ => Vec::new(),
+    };
+    let start = spans.iter().map(|s| s.start).min()?;
+    // The last body ends where its end marker starts: through that line.
+    let last = spans.iter().map(|s| s.end).max()?;
+    let end = text
+        .get(last..)?
+        .find('\n')
+        .map_or(text.len(), |n| last + n);
+    text.get(start..end)
+}
+
+fn here_doc_spans(src: &[Source<'_>]) -> Vec<std::ops::Range<usize>> {
+    src.iter()
+        .filter_map(|s| match s {
+            Source::HereDoc(h) => Some(h.span.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn cmd_end(c: &Command<'_>) -> usize {
     match c {
         Command::Exec(a) => a.span.end,
@@ -475,7 +504,12 @@ fn convert(file: &str, text: &str, escape: char, i: &Instruction<'_>) -> Result<
         Instruction::Onbuild(x) => {
             let (s0, e0) = span_of(&x.instruction);
             let inner = text.get(s0..e0.max(s0)).unwrap_or_default();
-            Kind::Onbuild(join_continuations(inner, escape))
+            let mut trigger = join_continuations(inner, escape);
+            if let Some(docs) = here_docs_text(text, &x.instruction) {
+                trigger.push('\n');
+                trigger.push_str(docs);
+            }
+            Kind::Onbuild(trigger)
         }
         Instruction::Shell(x) => Kind::Shell(x.arguments.iter().map(s).collect()),
         Instruction::Maintainer(x) => Kind::Maintainer(s(&x.name)),
@@ -620,6 +654,50 @@ SHELL ["/bin/bash", "-c"]
         assert_eq!(a.instrs, b.instrs);
         let c = Dockerfile::parse("Dockerfile", "FROM a\nCOPY a b").unwrap();
         assert!(matches!(&c.instrs[1].kind, Kind::Copy { dest, .. } if dest == "b"));
+    }
+
+    #[test]
+    fn onbuild_triggers_keep_their_here_documents() {
+        // Caught by fuzz/fuzz_targets/dockerfile.rs (corpus/dockerfile/
+        // regression-onbuild-heredoc): the trigger stored in the image lost
+        // the here-document, so it did not parse again.
+        let text = "FROM a\nONBUILD COPY <<EOT /etc/motd\nhello \\\n$USER\nEOT\n\
+                    ONBUILD RUN <<-EOF\n\techo hi\n\tEOF\nRUN true\n";
+        let df = Dockerfile::parse("Dockerfile", text).unwrap();
+        assert_eq!(
+            df.instrs[1].kind,
+            Kind::Onbuild("COPY <<EOT /etc/motd\nhello \\\n$USER\nEOT".into())
+        );
+        assert_eq!(
+            df.instrs[2].kind,
+            Kind::Onbuild("RUN <<-EOF\n\techo hi\n\tEOF".into())
+        );
+        let Kind::Onbuild(t) = &df.instrs[1].kind else {
+            unreachable!()
+        };
+        match Dockerfile::parse_trigger(t).unwrap().kind {
+            Kind::Copy { srcs, dest, .. } => {
+                assert_eq!(dest, "/etc/motd");
+                assert_eq!(
+                    srcs,
+                    vec![Src::HereDoc {
+                        body: "hello \\\n$USER\n".into(),
+                        expand: true
+                    }]
+                );
+            }
+            k => panic!("{k:?}"),
+        }
+        let Kind::Onbuild(t) = &df.instrs[2].kind else {
+            unreachable!()
+        };
+        assert_eq!(
+            Dockerfile::parse_trigger(t).unwrap().kind,
+            Kind::Run {
+                cmd: Cmd::Shell("echo hi\n".into()),
+                network: None
+            }
+        );
     }
 
     #[test]

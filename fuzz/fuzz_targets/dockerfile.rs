@@ -223,7 +223,8 @@ fuzz_target!(|text: &str| {
             // (A trigger that ends with the escape character came from a
             // continuation at the end of the file: written again, the
             // escape continues the line and is dropped, as BuildKit does.)
-            if esc == '\\' && !trigger.trim_end().ends_with(esc) {
+            let blanks = [' ', '\t', '\r'];
+            if esc == '\\' && !trigger.trim_end_matches(blanks).ends_with(esc) {
                 let file = format!("FROM scratch\nONBUILD {trigger}\n");
                 match Dockerfile::parse("Dockerfile", &file) {
                     // (Up to trailing blanks: a continuation at the end of

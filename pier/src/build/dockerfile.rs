@@ -285,11 +285,22 @@ fn here_docs_text<'t>(text: &'t str, i: &Instruction<'_>) -> Option<&'t str> {
     let start = spans.iter().map(|s| s.start).min()?;
     // The last body ends where its end marker starts: through that line.
     let last = spans.iter().map(|s| s.end).max()?;
-    let end = text
-        .get(last..)?
-        .find('\n')
-        .map_or(text.len(), |n| last + n);
-    text.get(start..end)
+    text.get(start..line_end(text, last))
+}
+
+/// Where the line holding `pos` ends (its `\n`, or the end of the text).
+fn line_end(text: &str, pos: usize) -> usize {
+    text.get(pos..)
+        .and_then(|t| t.find('\n'))
+        .map_or(text.len(), |n| pos + n)
+}
+
+/// An instruction's text: from its keyword through the end of the line of
+/// its last argument. (Only through the argument, an escape ending it, as in
+/// `COPY a \` followed by a form feed, looked like a line continuation.)
+fn instr_text<'t>(text: &'t str, (start, end): (usize, usize)) -> &'t str {
+    text.get(start..line_end(text, end.max(start)))
+        .unwrap_or_default()
 }
 
 fn here_doc_spans(src: &[Source<'_>]) -> Vec<std::ops::Range<usize>> {
@@ -400,7 +411,7 @@ fn srcs(v: &[Source<'_>]) -> Vec<Src> {
 fn convert(file: &str, text: &str, escape: char, i: &Instruction<'_>) -> Result<Instr> {
     let (start, end) = span_of(i);
     let line = line_of(text, start);
-    let raw = text.get(start..end.max(start)).unwrap_or_default();
+    let raw = instr_text(text, (start, end));
     let joined = join_continuations(raw, escape);
     let kind = match i {
         Instruction::From(x) => {
@@ -502,8 +513,7 @@ fn convert(file: &str, text: &str, escape: char, i: &Instruction<'_>) -> Result<
             Kind::Healthcheck(Health { test, options })
         }
         Instruction::Onbuild(x) => {
-            let (s0, e0) = span_of(&x.instruction);
-            let inner = text.get(s0..e0.max(s0)).unwrap_or_default();
+            let inner = instr_text(text, span_of(&x.instruction));
             let mut trigger = join_continuations(inner, escape);
             if let Some(docs) = here_docs_text(text, &x.instruction) {
                 trigger.push('\n');
@@ -698,6 +708,26 @@ SHELL ["/bin/bash", "-c"]
                 network: None
             }
         );
+    }
+
+    #[test]
+    fn an_escape_that_ends_an_argument_is_not_a_continuation() {
+        // Caught by fuzz/fuzz_targets/dockerfile.rs (corpus/dockerfile/
+        // regression-escape-form-feed): after a form feed an escape is the
+        // argument `\` for the parser, but the stored text stopped at it and
+        // took it for a continuation (the ONBUILD trigger lost it).
+        let df = Dockerfile::parse("Dockerfile", "FROM a\nONBUILD COPY a \\\x0c\n").unwrap();
+        let Kind::Onbuild(t) = &df.instrs[1].kind else {
+            panic!("{:?}", df.instrs[1].kind)
+        };
+        assert_eq!(t, "COPY a \\\x0c");
+        assert!(matches!(
+            Dockerfile::parse_trigger(t).unwrap().kind,
+            Kind::Copy { dest, .. } if dest == "\\"
+        ));
+        // A continuation is still one, and the text ends at its line.
+        let df = Dockerfile::parse("Dockerfile", "FROM a\nCOPY a \\ \n  b  \nRUN x\n").unwrap();
+        assert_eq!(df.instrs[1].text, "COPY a   b");
     }
 
     #[test]

@@ -169,6 +169,17 @@ fn check_text(t: &Text<'_>, vars: &Vars, esc: char) {
     }
 }
 
+/// Whether the last line of `t` ends in a line continuation as
+/// parse-dockerfile reads one (the escape, then nothing, or a space or tab
+/// and blanks; `\r\n` is a newline too).
+fn ends_continued(t: &str) -> bool {
+    let last = t.rsplit('\n').next().unwrap_or_default();
+    let l = last.strip_suffix('\r').unwrap_or(last);
+    let trimmed = l.trim_end_matches([' ', '\t', '\r', '\x0b', '\x0c']);
+    let tail = &l[trimmed.len()..];
+    trimmed.ends_with('\\') && (tail.is_empty() || tail.starts_with([' ', '\t']))
+}
+
 fn check_vars_verbatim(vars: &Vars, esc: char) {
     // A value holding quotes, `$` and escapes comes out as it is.
     let q = vars.get("Q").unwrap();
@@ -220,11 +231,11 @@ fuzz_target!(|text: &str| {
             // text stored in the image is what the next ONBUILD of a file
             // would store again: a fixed point.
             let _ = Dockerfile::parse_trigger(trigger);
-            // (A trigger that ends with the escape character came from a
-            // continuation at the end of the file: written again, the
-            // escape continues the line and is dropped, as BuildKit does.)
-            let blanks = [' ', '\t', '\r'];
-            if esc == '\\' && !trigger.trim_end_matches(blanks).ends_with(esc) {
+            // (A trigger whose last line ends in a continuation came from
+            // a continuation at the end of the file, `\\\` say: written
+            // again, that escape continues the line and is dropped, as
+            // BuildKit does.)
+            if esc == '\\' && !ends_continued(trigger) {
                 let file = format!("FROM scratch\nONBUILD {trigger}\n");
                 match Dockerfile::parse("Dockerfile", &file) {
                     // (Up to trailing blanks: a continuation at the end of

@@ -320,23 +320,39 @@ fn cmd_end(c: &Command<'_>) -> usize {
     }
 }
 
-/// The instruction's text with line continuations (and comment lines inside
-/// them) removed, as BuildKit joins them.
+/// Blanks as the Dockerfile grammar has them (not Unicode's).
+const BLANKS: [char; 5] = [' ', '\t', '\r', '\x0b', '\x0c'];
+
+/// The line (without its `\n`) before its line continuation, if it ends in
+/// one as parse-dockerfile (and BuildKit) reads it: the escape, then either
+/// the newline (`\r\n` too) or a space or tab and any blanks before it.
+fn continued_line(line: &str, escape: char) -> Option<&str> {
+    let l = line.strip_suffix('\r').unwrap_or(line);
+    let trimmed = l.trim_end_matches(BLANKS);
+    let body = trimmed.strip_suffix(escape)?;
+    let tail = &l[trimmed.len()..];
+    (tail.is_empty() || tail.starts_with([' ', '\t'])).then_some(body)
+}
+
+/// The instruction's text with line continuations (and comment or blank
+/// lines inside them) removed, as the parser joins them.
 fn join_continuations(raw: &str, escape: char) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut first = true;
     let mut continued = false;
     for line in raw.split('\n') {
-        let t = line.trim_start();
+        let t = line.trim_start_matches(BLANKS);
         if !first && continued && (t.starts_with('#') || t.is_empty()) {
             continue;
         }
-        let body = line.trim_end_matches(['\r', ' ', '\t']);
-        if let Some(b) = body.strip_suffix(escape) {
+        if let Some(b) = continued_line(line, escape) {
             out.push_str(b);
             continued = true;
         } else {
-            out.push_str(body);
+            // Trailing blanks go, unless an escape would then end the line
+            // (and read as a continuation when the text is parsed again).
+            let body = line.trim_end_matches(['\r', ' ', '\t']);
+            out.push_str(if body.ends_with(escape) { line } else { body });
             continued = false;
             if !first || !out.is_empty() {
                 out.push('\n');
@@ -728,6 +744,42 @@ SHELL ["/bin/bash", "-c"]
         // A continuation is still one, and the text ends at its line.
         let df = Dockerfile::parse("Dockerfile", "FROM a\nCOPY a \\ \n  b  \nRUN x\n").unwrap();
         assert_eq!(df.instrs[1].text, "COPY a   b");
+    }
+
+    #[test]
+    fn continuations_are_those_the_parser_sees() {
+        // Caught by fuzz/fuzz_targets/dockerfile.rs (corpus/dockerfile/
+        // regression-escape-carriage-returns): `\` then `\r\r\n` is no
+        // continuation for the parser (the `\` is an argument), but the
+        // stored text took it for one.
+        let df = Dockerfile::parse("Dockerfile", "FROM a\nONBUILD COPY a \\\r\r\n").unwrap();
+        let Kind::Onbuild(t) = &df.instrs[1].kind else {
+            panic!("{:?}", df.instrs[1].kind)
+        };
+        assert!(matches!(
+            Dockerfile::parse_trigger(t).unwrap().kind,
+            Kind::Copy { dest, .. } if dest == "\\"
+        ));
+        for (line, cont) in [
+            ("a \\", Some("a ")),
+            ("a \\\r", Some("a ")),
+            ("a \\ \t\x0c\r", Some("a ")),
+            ("a \\\r\r", None),
+            ("a \\\x0c", None),
+            ("a b", None),
+        ] {
+            assert_eq!(continued_line(line, '\\'), cont, "{line:?}");
+        }
+        assert_eq!(continued_line("a `", '`'), Some("a "));
+        // Blank and comment lines inside a continuation go; other text stays.
+        assert_eq!(
+            join_continuations("RUN a \\\n \x0c\n  # c\n b\n", '\\'),
+            "RUN a  b"
+        );
+        assert_eq!(
+            join_continuations("RUN a \\\n\u{a0}# not blank\n", '\\'),
+            "RUN a \u{a0}# not blank"
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!   one trigger) never panic;
 //! - a parsed file is consistent: the escape character is `\` or `` ` ``,
 //!   instruction lines are within the file and in order, only `ARG`s come
-//!   before the first `FROM` (the builder relies on it), an `ONBUILD`
+//!   before the first `FROM` (the builder relies on it), stage names start
+//!   with a letter (never empty, never a stage number), an `ONBUILD`
 //!   trigger written again after `ONBUILD` is stored the same (the text is
 //!   what goes into the image), a trigger that parses is never `FROM`,
 //!   `ONBUILD` or `MAINTAINER`;
@@ -222,7 +223,16 @@ fuzz_target!(|text: &str| {
         assert!(i.line >= last, "instructions out of order");
         last = i.line;
         match &i.kind {
-            Kind::From { .. } => seen_from = true,
+            Kind::From { name, .. } => {
+                seen_from = true;
+                // A stage name is never empty nor a stage number.
+                if let Some(n) = name {
+                    assert!(
+                        n.starts_with(|c: char| c.is_ascii_lowercase()),
+                        "stage name {n:?}"
+                    );
+                }
+            }
             Kind::Arg(_) => {}
             k => assert!(seen_from, "{k:?} before the first FROM"),
         }
@@ -235,7 +245,13 @@ fuzz_target!(|text: &str| {
             // a continuation at the end of the file, `\\\` say: written
             // again, that escape continues the line and is dropped, as
             // BuildKit does.)
-            if esc == '\\' && !ends_continued(trigger) {
+            // (FROM, ONBUILD and MAINTAINER triggers never reach an image:
+            // the builder refuses them.)
+            let keyword = trigger.split_whitespace().next().unwrap_or_default();
+            let refused = ["FROM", "ONBUILD", "MAINTAINER"]
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(keyword));
+            if esc == '\\' && !refused && !ends_continued(trigger) {
                 let file = format!("FROM scratch\nONBUILD {trigger}\n");
                 match Dockerfile::parse("Dockerfile", &file) {
                     // (Up to trailing blanks: a continuation at the end of

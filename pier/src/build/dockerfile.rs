@@ -363,6 +363,15 @@ fn join_continuations(raw: &str, escape: char) -> String {
     out.trim_end_matches('\n').to_string()
 }
 
+/// BuildKit's rule for stage names (`[a-z][a-z0-9-_.]*`, lower-cased):
+/// never empty, never a number (`COPY --from=0` means the first stage), and
+/// nothing an image reference could be confused with.
+fn valid_stage_name(n: &str) -> bool {
+    let mut b = n.bytes();
+    b.next().is_some_and(|c| c.is_ascii_lowercase())
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"-_.".contains(&c))
+}
+
 fn s(u: &UnescapedString<'_>) -> String {
     u.value.to_string()
 }
@@ -432,9 +441,18 @@ fn convert(file: &str, text: &str, escape: char, i: &Instruction<'_>) -> Result<
     let kind = match i {
         Instruction::From(x) => {
             let f = flag_value(file, text, &x.options, &["platform"], "FROM")?;
+            let name = x.as_.as_ref().map(|(_, n)| s(n).to_lowercase());
+            if let Some(n) = &name {
+                if !valid_stage_name(n) {
+                    anyhow::bail!(
+                        "{file}:{line}: invalid name for build stage {n:?}: a letter, then \
+                         letters, digits, '-', '_' or '.'"
+                    );
+                }
+            }
             Kind::From {
                 image: s(&x.image),
-                name: x.as_.as_ref().map(|(_, n)| s(n).to_lowercase()),
+                name,
                 platform: take(&f, "platform"),
             }
         }
@@ -780,6 +798,33 @@ SHELL ["/bin/bash", "-c"]
             join_continuations("RUN a \\\n\u{a0}# not blank\n", '\\'),
             "RUN a \u{a0}# not blank"
         );
+    }
+
+    #[test]
+    fn stage_names_follow_buildkit() {
+        // Caught by fuzz/fuzz_targets/dockerfile.rs (corpus/dockerfile/
+        // regression-empty-stage-name): parse-dockerfile reads `AS ` at the
+        // end of a line as an empty stage name, which `FROM ${UNSET}` or
+        // `COPY --from=` then found.
+        for bad in [
+            "FROM a AS \n",
+            "FROM a AS 0\n",
+            "FROM a AS x:1\n",
+            "FROM a AS -x\n",
+        ] {
+            let err = Dockerfile::parse("Dockerfile", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("invalid name for build stage"),
+                "{bad:?}: {err}"
+            );
+        }
+        let df = Dockerfile::parse("Dockerfile", "FROM a AS Build-1_x.y\n").unwrap();
+        assert!(matches!(
+            &df.instrs[0].kind,
+            Kind::From { name: Some(n), .. } if n == "build-1_x.y"
+        ));
     }
 
     #[test]

@@ -218,9 +218,15 @@ impl Image {
         layers_of(&self.manifest, &self.config)
     }
 
-    /// The sum of the blob sizes (config and compressed layers).
+    /// The sum of the blob sizes (config and compressed layers). The sizes
+    /// are the manifest's word: a sum past `u64::MAX` shows as `u64::MAX`.
     pub fn size(&self) -> u64 {
-        self.manifest.config().size() + self.manifest.layers().iter().map(|l| l.size()).sum::<u64>()
+        self.manifest
+            .layers()
+            .iter()
+            .fold(self.manifest.config().size(), |a, l| {
+                a.saturating_add(l.size())
+            })
     }
 }
 
@@ -304,4 +310,40 @@ pub fn resolve(store: &Store, s: &str) -> Result<(Option<String>, Image)> {
         "image {s:?} not found in the store {}",
         store.root().display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_size_does_not_overflow_on_hostile_sizes() {
+        // Caught by fuzz/fuzz_targets/image_json.rs (corpus/image_json/
+        // regression-size-overflow): layer sizes summing past u64::MAX
+        // panicked `pier images` in debug builds.
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let json = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}",
+            "config":{{"mediaType":"{OCI_CONFIG}","size":10,"digest":"{}"}},
+            "layers":[{{"mediaType":"{OCI_LAYER_GZIP}","size":18446744073709551615,"digest":"{}"}},
+                      {{"mediaType":"{OCI_LAYER_GZIP}","size":5,"digest":"{}"}}]}}"#,
+            d('a'),
+            d('b'),
+            d('c')
+        );
+        let Fetched::Manifest(m) = parse_manifest(json.as_bytes(), None).unwrap() else {
+            panic!("not a manifest");
+        };
+        let mut img = Image {
+            manifest_digest: Digest::of(json.as_bytes()),
+            manifest: *m,
+            config_digest: Digest::parse(&d('a')).unwrap(),
+            config_bytes: Vec::new(),
+            config: ImageConfiguration::default(),
+        };
+        assert_eq!(img.size(), u64::MAX);
+        img.manifest.layers_mut().pop();
+        img.manifest.layers_mut()[0].set_size(7);
+        assert_eq!(img.size(), 17);
+    }
 }

@@ -145,6 +145,17 @@ pub struct Dockerfile {
 impl Dockerfile {
     /// Parses `text`; `name` is used in error messages.
     pub fn parse(name: &str, text: &str) -> Result<Dockerfile> {
+        // parse-dockerfile reads an escape at the very end of the file as a
+        // literal character (`COPY a \` copied `a` to a file named `\`), but
+        // before a newline as a line continuation, as BuildKit does in both
+        // cases: end the file with a newline so both read alike.
+        let with_newline;
+        let text = if text.ends_with('\n') {
+            text
+        } else {
+            with_newline = format!("{text}\n");
+            &with_newline
+        };
         let df = parse_dockerfile::parse(text).map_err(|e| {
             let msg = format!("{e:#}");
             // Docker writes the unknown word in double quotes.
@@ -261,6 +272,46 @@ fn span_of(i: &Instruction<'_>) -> (usize, usize) {
     (k, e)
 }
 
+/// The here-documents of an instruction as written (bodies and end
+/// markers, from the line after the instruction): they are not part of its
+/// span, and an `ONBUILD` trigger without them would not parse again.
+fn here_docs_text<'t>(text: &'t str, i: &Instruction<'_>) -> Option<&'t str> {
+    let spans: Vec<std::ops::Range<usize>> = match i {
+        Instruction::Run(x) => x.here_docs.iter().map(|h| h.span.clone()).collect(),
+        Instruction::Copy(x) => here_doc_spans(&x.src),
+        Instruction::Add(x) => here_doc_spans(&x.src),
+        _ => Vec::new(),
+    };
+    let start = spans.iter().map(|s| s.start).min()?;
+    // The last body ends where its end marker starts: through that line.
+    let last = spans.iter().map(|s| s.end).max()?;
+    text.get(start..line_end(text, last))
+}
+
+/// Where the line holding `pos` ends (its `\n`, or the end of the text).
+fn line_end(text: &str, pos: usize) -> usize {
+    text.get(pos..)
+        .and_then(|t| t.find('\n'))
+        .map_or(text.len(), |n| pos + n)
+}
+
+/// An instruction's text: from its keyword through the end of the line of
+/// its last argument. (Only through the argument, an escape ending it, as in
+/// `COPY a \` followed by a form feed, looked like a line continuation.)
+fn instr_text<'t>(text: &'t str, (start, end): (usize, usize)) -> &'t str {
+    text.get(start..line_end(text, end.max(start)))
+        .unwrap_or_default()
+}
+
+fn here_doc_spans(src: &[Source<'_>]) -> Vec<std::ops::Range<usize>> {
+    src.iter()
+        .filter_map(|s| match s {
+            Source::HereDoc(h) => Some(h.span.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn cmd_end(c: &Command<'_>) -> usize {
     match c {
         Command::Exec(a) => a.span.end,
@@ -269,23 +320,39 @@ fn cmd_end(c: &Command<'_>) -> usize {
     }
 }
 
-/// The instruction's text with line continuations (and comment lines inside
-/// them) removed, as BuildKit joins them.
+/// Blanks as the Dockerfile grammar has them (not Unicode's).
+const BLANKS: [char; 5] = [' ', '\t', '\r', '\x0b', '\x0c'];
+
+/// The line (without its `\n`) before its line continuation, if it ends in
+/// one as parse-dockerfile (and BuildKit) reads it: the escape, then either
+/// the newline (`\r\n` too) or a space or tab and any blanks before it.
+fn continued_line(line: &str, escape: char) -> Option<&str> {
+    let l = line.strip_suffix('\r').unwrap_or(line);
+    let trimmed = l.trim_end_matches(BLANKS);
+    let body = trimmed.strip_suffix(escape)?;
+    let tail = &l[trimmed.len()..];
+    (tail.is_empty() || tail.starts_with([' ', '\t'])).then_some(body)
+}
+
+/// The instruction's text with line continuations (and comment or blank
+/// lines inside them) removed, as the parser joins them.
 fn join_continuations(raw: &str, escape: char) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut first = true;
     let mut continued = false;
     for line in raw.split('\n') {
-        let t = line.trim_start();
+        let t = line.trim_start_matches(BLANKS);
         if !first && continued && (t.starts_with('#') || t.is_empty()) {
             continue;
         }
-        let body = line.trim_end_matches(['\r', ' ', '\t']);
-        if let Some(b) = body.strip_suffix(escape) {
+        if let Some(b) = continued_line(line, escape) {
             out.push_str(b);
             continued = true;
         } else {
-            out.push_str(body);
+            // Trailing blanks go, unless an escape would then end the line
+            // (and read as a continuation when the text is parsed again).
+            let body = line.trim_end_matches(['\r', ' ', '\t']);
+            out.push_str(if body.ends_with(escape) { line } else { body });
             continued = false;
             if !first || !out.is_empty() {
                 out.push('\n');
@@ -294,6 +361,15 @@ fn join_continuations(raw: &str, escape: char) -> String {
         first = false;
     }
     out.trim_end_matches('\n').to_string()
+}
+
+/// BuildKit's rule for stage names (`[a-z][a-z0-9-_.]*`, lower-cased):
+/// never empty, never a number (`COPY --from=0` means the first stage), and
+/// nothing an image reference could be confused with.
+fn valid_stage_name(n: &str) -> bool {
+    let mut b = n.bytes();
+    b.next().is_some_and(|c| c.is_ascii_lowercase())
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"-_.".contains(&c))
 }
 
 fn s(u: &UnescapedString<'_>) -> String {
@@ -360,14 +436,23 @@ fn srcs(v: &[Source<'_>]) -> Vec<Src> {
 fn convert(file: &str, text: &str, escape: char, i: &Instruction<'_>) -> Result<Instr> {
     let (start, end) = span_of(i);
     let line = line_of(text, start);
-    let raw = text.get(start..end.max(start)).unwrap_or_default();
+    let raw = instr_text(text, (start, end));
     let joined = join_continuations(raw, escape);
     let kind = match i {
         Instruction::From(x) => {
             let f = flag_value(file, text, &x.options, &["platform"], "FROM")?;
+            let name = x.as_.as_ref().map(|(_, n)| s(n).to_lowercase());
+            if let Some(n) = &name {
+                if !valid_stage_name(n) {
+                    anyhow::bail!(
+                        "{file}:{line}: invalid name for build stage {n:?}: a letter, then \
+                         letters, digits, '-', '_' or '.'"
+                    );
+                }
+            }
             Kind::From {
                 image: s(&x.image),
-                name: x.as_.as_ref().map(|(_, n)| s(n).to_lowercase()),
+                name,
                 platform: take(&f, "platform"),
             }
         }
@@ -462,9 +547,13 @@ fn convert(file: &str, text: &str, escape: char, i: &Instruction<'_>) -> Result<
             Kind::Healthcheck(Health { test, options })
         }
         Instruction::Onbuild(x) => {
-            let (s0, e0) = span_of(&x.instruction);
-            let inner = text.get(s0..e0.max(s0)).unwrap_or_default();
-            Kind::Onbuild(join_continuations(inner, escape))
+            let inner = instr_text(text, span_of(&x.instruction));
+            let mut trigger = join_continuations(inner, escape);
+            if let Some(docs) = here_docs_text(text, &x.instruction) {
+                trigger.push('\n');
+                trigger.push_str(docs);
+            }
+            Kind::Onbuild(trigger)
         }
         Instruction::Shell(x) => Kind::Shell(x.arguments.iter().map(s).collect()),
         Instruction::Maintainer(x) => Kind::Maintainer(s(&x.name)),
@@ -590,6 +679,152 @@ SHELL ["/bin/bash", "-c"]
             }
             k => panic!("{k:?}"),
         }
+    }
+
+    #[test]
+    fn an_escape_at_the_end_of_the_file_continues_the_line() {
+        // Caught by fuzz/fuzz_targets/dockerfile.rs (corpus/dockerfile/
+        // regression-eof-escape): without a final newline the escape was
+        // an argument (a COPY destination named `\`) while the stored text
+        // and ONBUILD trigger had it as a continuation.
+        for text in ["FROM a\nCOPY a \\", "FROM a\nONBUILD COPY a \\"] {
+            let err = Dockerfile::parse("Dockerfile", text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("at least two arguments"), "{text:?}: {err}");
+        }
+        let a = Dockerfile::parse("Dockerfile", "FROM a\nRUN echo \\").unwrap();
+        let b = Dockerfile::parse("Dockerfile", "FROM a\nRUN echo \\\n").unwrap();
+        assert_eq!(a.instrs, b.instrs);
+        let c = Dockerfile::parse("Dockerfile", "FROM a\nCOPY a b").unwrap();
+        assert!(matches!(&c.instrs[1].kind, Kind::Copy { dest, .. } if dest == "b"));
+    }
+
+    #[test]
+    fn onbuild_triggers_keep_their_here_documents() {
+        // Caught by fuzz/fuzz_targets/dockerfile.rs (corpus/dockerfile/
+        // regression-onbuild-heredoc): the trigger stored in the image lost
+        // the here-document, so it did not parse again.
+        let text = "FROM a\nONBUILD COPY <<EOT /etc/motd\nhello \\\n$USER\nEOT\n\
+                    ONBUILD RUN <<-EOF\n\techo hi\n\tEOF\nRUN true\n";
+        let df = Dockerfile::parse("Dockerfile", text).unwrap();
+        assert_eq!(
+            df.instrs[1].kind,
+            Kind::Onbuild("COPY <<EOT /etc/motd\nhello \\\n$USER\nEOT".into())
+        );
+        assert_eq!(
+            df.instrs[2].kind,
+            Kind::Onbuild("RUN <<-EOF\n\techo hi\n\tEOF".into())
+        );
+        let Kind::Onbuild(t) = &df.instrs[1].kind else {
+            unreachable!()
+        };
+        match Dockerfile::parse_trigger(t).unwrap().kind {
+            Kind::Copy { srcs, dest, .. } => {
+                assert_eq!(dest, "/etc/motd");
+                assert_eq!(
+                    srcs,
+                    vec![Src::HereDoc {
+                        body: "hello \\\n$USER\n".into(),
+                        expand: true
+                    }]
+                );
+            }
+            k => panic!("{k:?}"),
+        }
+        let Kind::Onbuild(t) = &df.instrs[2].kind else {
+            unreachable!()
+        };
+        assert_eq!(
+            Dockerfile::parse_trigger(t).unwrap().kind,
+            Kind::Run {
+                cmd: Cmd::Shell("echo hi\n".into()),
+                network: None
+            }
+        );
+    }
+
+    #[test]
+    fn an_escape_that_ends_an_argument_is_not_a_continuation() {
+        // Caught by fuzz/fuzz_targets/dockerfile.rs (corpus/dockerfile/
+        // regression-escape-form-feed): after a form feed an escape is the
+        // argument `\` for the parser, but the stored text stopped at it and
+        // took it for a continuation (the ONBUILD trigger lost it).
+        let df = Dockerfile::parse("Dockerfile", "FROM a\nONBUILD COPY a \\\x0c\n").unwrap();
+        let Kind::Onbuild(t) = &df.instrs[1].kind else {
+            panic!("{:?}", df.instrs[1].kind)
+        };
+        assert_eq!(t, "COPY a \\\x0c");
+        assert!(matches!(
+            Dockerfile::parse_trigger(t).unwrap().kind,
+            Kind::Copy { dest, .. } if dest == "\\"
+        ));
+        // A continuation is still one, and the text ends at its line.
+        let df = Dockerfile::parse("Dockerfile", "FROM a\nCOPY a \\ \n  b  \nRUN x\n").unwrap();
+        assert_eq!(df.instrs[1].text, "COPY a   b");
+    }
+
+    #[test]
+    fn continuations_are_those_the_parser_sees() {
+        // Caught by fuzz/fuzz_targets/dockerfile.rs (corpus/dockerfile/
+        // regression-escape-carriage-returns): `\` then `\r\r\n` is no
+        // continuation for the parser (the `\` is an argument), but the
+        // stored text took it for one.
+        let df = Dockerfile::parse("Dockerfile", "FROM a\nONBUILD COPY a \\\r\r\n").unwrap();
+        let Kind::Onbuild(t) = &df.instrs[1].kind else {
+            panic!("{:?}", df.instrs[1].kind)
+        };
+        assert!(matches!(
+            Dockerfile::parse_trigger(t).unwrap().kind,
+            Kind::Copy { dest, .. } if dest == "\\"
+        ));
+        for (line, cont) in [
+            ("a \\", Some("a ")),
+            ("a \\\r", Some("a ")),
+            ("a \\ \t\x0c\r", Some("a ")),
+            ("a \\\r\r", None),
+            ("a \\\x0c", None),
+            ("a b", None),
+        ] {
+            assert_eq!(continued_line(line, '\\'), cont, "{line:?}");
+        }
+        assert_eq!(continued_line("a `", '`'), Some("a "));
+        // Blank and comment lines inside a continuation go; other text stays.
+        assert_eq!(
+            join_continuations("RUN a \\\n \x0c\n  # c\n b\n", '\\'),
+            "RUN a  b"
+        );
+        assert_eq!(
+            join_continuations("RUN a \\\n\u{a0}# not blank\n", '\\'),
+            "RUN a \u{a0}# not blank"
+        );
+    }
+
+    #[test]
+    fn stage_names_follow_buildkit() {
+        // Caught by fuzz/fuzz_targets/dockerfile.rs (corpus/dockerfile/
+        // regression-empty-stage-name): parse-dockerfile reads `AS ` at the
+        // end of a line as an empty stage name, which `FROM ${UNSET}` or
+        // `COPY --from=` then found.
+        for bad in [
+            "FROM a AS \n",
+            "FROM a AS 0\n",
+            "FROM a AS x:1\n",
+            "FROM a AS -x\n",
+        ] {
+            let err = Dockerfile::parse("Dockerfile", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("invalid name for build stage"),
+                "{bad:?}: {err}"
+            );
+        }
+        let df = Dockerfile::parse("Dockerfile", "FROM a AS Build-1_x.y\n").unwrap();
+        assert!(matches!(
+            &df.instrs[0].kind,
+            Kind::From { name: Some(n), .. } if n == "build-1_x.y"
+        ));
     }
 
     #[test]

@@ -89,9 +89,12 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
         if chars.next() != Some('=') {
             continue;
         }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
+        // RFC 9110 allows spaces on both sides of the `=`.
+        while chars.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+        let value = if chars.peek() == Some(&'"') {
+            // A quoted string is taken as written, spaces included.
             chars.next();
+            let mut value = String::new();
             while let Some(c) = chars.next() {
                 match c {
                     '\\' => value.extend(chars.next()),
@@ -99,10 +102,12 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
                     c => value.push(c),
                 }
             }
+            value
         } else {
-            value = std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect();
-        }
-        out.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+            let token: String = std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect();
+            token.trim().to_string()
+        };
+        out.insert(key.trim().to_ascii_lowercase(), value);
     }
     out
 }
@@ -266,6 +271,30 @@ mod tests {
         );
         assert!(parse_challenge("Bearer service=x").is_err());
         assert!(parse_challenge("Negotiate").is_err());
+    }
+
+    #[test]
+    fn quoted_values_are_verbatim_and_may_follow_spaces() {
+        // Caught by fuzz/fuzz_targets/www_authenticate.rs: spaces after `=`
+        // made the quotes part of the value, and quoted values lost their
+        // leading and trailing spaces.
+        assert_eq!(
+            parse_challenge(r#"Bearer realm = "http://r/token" , scope= " a b ",service=s"#)
+                .unwrap(),
+            Challenge::Bearer {
+                realm: "http://r/token".into(),
+                service: Some("s".into()),
+                scope: Some(" a b ".into())
+            }
+        );
+        assert_eq!(
+            parse_challenge(r#"Bearer realm="x\"y\\",service="""#).unwrap(),
+            Challenge::Bearer {
+                realm: r#"x"y\"#.into(),
+                service: Some(String::new()),
+                scope: None
+            }
+        );
     }
 
     #[test]

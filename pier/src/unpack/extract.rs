@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,15 @@ use tar::EntryType;
 use super::safe::{clean_path, cstr, open_beneath, EntryPath, LayerDir};
 
 const COPY_BUF: usize = 256 * 1024;
+
+/// The most a layer's GNU sparse files may leave as holes, all files
+/// together. A sparse entry says how big its file is and where its data
+/// blocks are: a tar of a few hundred bytes can describe a file of 2^63
+/// bytes. The `tar` crate reads the holes as zeros, so pier would spend CPU
+/// on every byte of them (and write them out, before holes were kept
+/// holes below). Layers written by Docker, BuildKit or Go's `archive/tar`
+/// have no sparse entries; GNU `tar --sparse` makes them.
+pub const MAX_SPARSE_HOLES: u64 = 1 << 30;
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
 
@@ -49,6 +58,7 @@ pub fn extract<R: Read>(reader: R, dest: &Path) -> Result<(R, Vec<PathBuf>)> {
         dirs: Vec::new(),
         buf: vec![0; COPY_BUF],
         implicit: BTreeSet::new(),
+        holes: 0,
     };
     let mut ar = tar::Archive::new(reader);
     for entry in ar.entries().context("read layer tar")? {
@@ -68,6 +78,8 @@ struct Extractor {
     dirs: Vec<(PathBuf, TimeSpec)>,
     buf: Vec<u8>,
     implicit: BTreeSet<PathBuf>,
+    /// Bytes of holes in the sparse files so far.
+    holes: u64,
 }
 
 impl Extractor {
@@ -179,6 +191,20 @@ impl Extractor {
     }
 
     fn file<R: Read>(&mut self, e: &mut tar::Entry<R>, p: &EntryPath, meta: &Meta) -> Result<()> {
+        let sparse = e.header().entry_type() == EntryType::GNUSparse;
+        if sparse {
+            // `size()` is the file's size, `entry_size()` the data stored.
+            let holes = e.size().saturating_sub(e.header().entry_size()?);
+            self.holes = self.holes.saturating_add(holes);
+            if self.holes > MAX_SPARSE_HOLES {
+                bail!(
+                    "sparse file of {} bytes: the layer's sparse files have more than {} MiB \
+                     of holes, more than pier unpacks",
+                    e.size(),
+                    MAX_SPARSE_HOLES >> 20
+                );
+            }
+        }
         let parent = self.dir.dir(&p.parent, true)?;
         let fd = self
             .create(parent, &p.name, || {
@@ -203,7 +229,17 @@ impl Extractor {
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(err).context("read file content from layer"),
             };
-            f.write_all(&self.buf[..n]).context("write file")?;
+            if sparse && self.buf[..n].iter().all(|&b| b == 0) {
+                // A hole stays a hole (as GNU tar extracts it).
+                f.seek(SeekFrom::Current(n as i64))
+                    .context("seek over a hole")?;
+            } else {
+                f.write_all(&self.buf[..n]).context("write file")?;
+            }
+        }
+        if sparse {
+            let end = f.stream_position().context("seek")?;
+            f.set_len(end).context("set the size of a sparse file")?;
         }
         let fd = f.as_raw_fd();
         // chown before chmod: chown clears set-user-ID bits; xattrs after

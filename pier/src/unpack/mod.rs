@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 pub use decompress::{sniff, Compression};
+pub use extract::MAX_SPARSE_HOLES;
 
 /// The file, beside a layer's `fs/`, listing its implicit directories.
 const IMPLICIT: &str = "implicit";

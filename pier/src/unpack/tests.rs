@@ -102,6 +102,23 @@ impl Craft {
         self.file(name, data, 0o755, 0)
     }
 
+    /// A GNU sparse file of `size` bytes with data blocks `(offset, len)`
+    /// (filled with `x`).
+    fn sparse(mut self, name: &str, size: u64, blocks: &[(u64, u64)]) -> Craft {
+        let mut h = Craft::header(tar::EntryType::GNUSparse, name, 0o644);
+        let data = vec![b'x'; blocks.iter().map(|b| b.1 as usize).sum()];
+        h.set_size(data.len() as u64);
+        let g = h.as_gnu_mut().unwrap();
+        g.set_real_size(size);
+        for (slot, (off, len)) in g.sparse.iter_mut().zip(blocks) {
+            slot.set_offset(*off);
+            slot.set_length(*len);
+        }
+        h.set_cksum();
+        self.0.append(&h, &data[..]).unwrap();
+        self
+    }
+
     pub(crate) fn finish(self) -> Vec<u8> {
         self.0.into_inner().unwrap()
     }
@@ -462,4 +479,37 @@ fn records_implicit_directories() {
             & 0o777,
         0o700
     );
+}
+
+#[test]
+fn sparse_files_keep_their_holes_and_huge_ones_are_refused() {
+    let t = Tmp::new();
+    let d = t.0.join("layer");
+    std::fs::create_dir(&d).unwrap();
+    // 16 MiB with 1 KiB of data: stays a hole on disk.
+    let size = 16 << 20;
+    let tar = Craft::new()
+        .sparse("s", size, &[(0, 512), (size - 512, 512), (size, 0)])
+        .finish();
+    unpack_bytes(tar, &d).unwrap();
+    let m = std::fs::metadata(d.join("s")).unwrap();
+    assert_eq!(m.len(), size);
+    assert!(m.blocks() * 512 < 1 << 20, "{} blocks used", m.blocks());
+    let data = std::fs::read(d.join("s")).unwrap();
+    assert!(data[..512].iter().all(|&b| b == b'x'));
+    assert!(data[512..size as usize - 512].iter().all(|&b| b == 0));
+    assert!(data[size as usize - 512..].iter().all(|&b| b == b'x'));
+
+    // Caught by fuzz/fuzz_targets/unpack.rs (corpus/unpack/regression-
+    // sparse-terabyte): a 2 KiB tar describing a 1 TiB file made pier write
+    // a terabyte of zeros. Now refused at once.
+    let d = t.0.join("layer2");
+    std::fs::create_dir(&d).unwrap();
+    let tar = Craft::new()
+        .sparse("lastlog", 1 << 40, &[(0, 512), (1 << 40, 0)])
+        .finish();
+    let started = std::time::Instant::now();
+    let err = format!("{:#}", unpack_bytes(tar, &d).unwrap_err());
+    assert!(err.contains("more than pier unpacks"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }

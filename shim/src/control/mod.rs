@@ -12,7 +12,7 @@
 //! [`protocol`]) until an exit or dropped frame.
 
 pub mod protocol;
-mod requests;
+pub mod requests;
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -35,6 +35,9 @@ const MAX_CONNS: usize = 256;
 
 /// Output bytes encoded ahead for one client.
 const OUT_AHEAD: usize = 128 * 1024;
+
+/// Bytes read from a client at once.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// How long clients get to read their last output once the container ended.
 const LINGER: Duration = Duration::from_secs(5);
@@ -228,8 +231,12 @@ impl Server {
     fn conn_ready(&mut self, core: &mut Core, i: usize, revents: PollFlags) {
         let c = &mut self.conns[i];
         if revents.contains(PollFlags::POLLIN) && !c.read_eof {
-            let mut buf = [0u8; 16 * 1024];
-            match c.sock.read(&mut buf) {
+            let mut buf = [0u8; READ_CHUNK];
+            let limit = read_limit(&c.mode, c.inbuf.len());
+            if limit == 0 {
+                return;
+            }
+            match c.sock.read(&mut buf[..limit]) {
                 Ok(0) => c.read_eof = true,
                 Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -353,11 +360,24 @@ enum Target {
     Conn(usize),
 }
 
+/// How many bytes to read from a client now, `buffered` being what it
+/// sent and was not used yet. Request lines are bounded: a client that
+/// sends more than one line's worth while its `wait` is pending (or before
+/// its line ends) is not read from, instead of growing the buffer without
+/// end. Streaming clients are bounded by their frame size and stdin
+/// backpressure ([`wants_input`]).
+fn read_limit(mode: &Mode, buffered: usize) -> usize {
+    match mode {
+        Mode::Requests | Mode::Waiting => requests::request_room(buffered).min(READ_CHUNK),
+        Mode::Stream { .. } => READ_CHUNK,
+    }
+}
+
 /// Whether to read from a client now: request clients always; streaming
 /// clients unless the process's input is full (backpressure to the client).
 fn wants_input(core: &Core, c: &Conn) -> bool {
     match c.mode {
-        Mode::Requests | Mode::Waiting => true,
+        Mode::Requests | Mode::Waiting => read_limit(&c.mode, c.inbuf.len()) > 0,
         Mode::Stream { session, stdin, .. } => {
             !stdin || !core.has_stdin(session) || core.stdin_room(session)
         }
@@ -418,4 +438,29 @@ fn drop_conn(core: &mut Core, c: &mut Conn) {
         }
     }
     c.dead = true;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requests::{take_line, Line};
+    use super::*;
+
+    #[test]
+    fn a_waiting_client_is_read_up_to_one_request_line_only() {
+        // A client that answers its pending `wait` with an endless stream:
+        // reading stops once one full line (and its newline) is buffered.
+        let mut inbuf = Vec::new();
+        for _ in 0..(4 * MAX_REQUEST_LINE / READ_CHUNK) {
+            let n = read_limit(&Mode::Waiting, inbuf.len());
+            if n == 0 {
+                break;
+            }
+            inbuf.resize(inbuf.len() + n, b'x');
+        }
+        assert_eq!(inbuf.len(), MAX_REQUEST_LINE + 1);
+        // Once answered, the connection reads requests again and the
+        // over-long line is refused.
+        assert_eq!(read_limit(&Mode::Requests, inbuf.len()), 0);
+        assert_eq!(take_line(&mut inbuf), Line::TooLong);
+    }
 }

@@ -15,7 +15,7 @@ use super::{Core, SessionId, Status};
 use crate::console::ConsoleSocket;
 
 /// What to run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ExecRequest {
     /// A full OCI process object (`RUNTIME exec --process FILE`); when set,
     /// the fields below except `stdin` are ignored.

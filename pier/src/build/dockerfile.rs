@@ -298,7 +298,7 @@ fn line_end(text: &str, pos: usize) -> usize {
 /// An instruction's text: from its keyword through the end of the line of
 /// its last argument. (Only through the argument, an escape ending it, as in
 /// `COPY a \` followed by a form feed, looked like a line continuation.)
-fn instr_text<'t>(text: &'t str, (start, end): (usize, usize)) -> &'t str {
+fn instr_text(text: &str, (start, end): (usize, usize)) -> &str {
     text.get(start..line_end(text, end.max(start)))
         .unwrap_or_default()
 }

@@ -432,3 +432,57 @@ fn terminal_is_held_by_the_shim_and_resized() {
     .into_owned();
     assert!(log.contains("30 100") && log.contains("x=hello"), "{log:?}");
 }
+
+/// Unmounts the tmpfs of a test, also when the test fails.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A log on a full disk: the shim keeps the container running and counts
+/// the bytes it could not write (`ctl state`, then `shim.log` at the end),
+/// instead of dropping them silently.
+#[test]
+fn log_on_a_full_disk_reports_the_bytes_it_lost() {
+    // 200000 lines of `seq`: 1288895 bytes, on a 64 KiB file system.
+    const TOTAL: u64 = 1_288_895;
+    let mut b = Bundle::new(&["sh", "-c", "seq 1 200000; sleep 1000"]);
+    let t = ShimTest::new("shdf", Runtime::Berth, &mut b);
+    let dir = berth_integration::TempDir::new("shdf-log");
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    let _fs = Tmpfs(dir.path().to_path_buf());
+    let log = dir.path().join("ctr.log");
+    t.start_ok(&b, &["--log-path", log.to_str().unwrap(), "--start"]);
+    let lost = || t.ctl_state()["log_lost_bytes"].as_u64().unwrap_or(0);
+    // Everything is read once the total settles: written + lost = TOTAL.
+    wait_until(20, || lost() > TOTAL - 64 * 1024);
+    // The log holds whole records only (`cri_records` refuses a torn one):
+    // a write cut short by ENOSPC is taken back, and the bytes of every
+    // failed write are counted, so the two add up to what was written.
+    let logged = cri_payload(&cri_records(&std::fs::read(&log).unwrap()), "stdout");
+    let lost_now = lost();
+    assert_eq!(
+        logged.len() as u64 + lost_now,
+        TOTAL,
+        "logged {} + lost {lost_now}",
+        logged.len()
+    );
+    let out = t.runtime_cmd(&["kill", &t.id, "KILL"]);
+    assert!(out.status.success());
+    t.wait_exit_file(20);
+    let shim_log = std::fs::read_to_string(t.state_dir().join("shim.log")).unwrap();
+    assert!(
+        shim_log.contains(&format!(
+            "{lost_now} bytes of output are missing from the log"
+        )),
+        "{shim_log}"
+    );
+}

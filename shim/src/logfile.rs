@@ -164,12 +164,24 @@ impl LogWriter {
         if self.out.is_empty() {
             return Ok(());
         }
-        self.file
-            .write_all(&self.out)
-            .with_context(|| format!("write log {}", self.cfg.path.display()))?;
-        self.size += self.out.len() as u64;
+        let r = self.file.write_all(&self.out);
+        let n = self.out.len() as u64;
+        // Cleared also on failure: on a full disk the buffer would otherwise
+        // grow with every read and be written twice once space returns.
         self.out.clear();
-        Ok(())
+        match r {
+            Ok(()) => {
+                self.size += n;
+                Ok(())
+            }
+            Err(e) => {
+                // A record cut short (ENOSPC in the middle of it) would be a
+                // torn line for every reader of the log: cut the file back to
+                // its last whole record. The caller counts the bytes as lost.
+                let _ = self.file.set_len(self.size);
+                Err(e).with_context(|| format!("write log {}", self.cfg.path.display()))
+            }
+        }
     }
 
     /// Shifts `PATH.i` to `PATH.i+1`, moves `PATH` to `PATH.1`, starts a new

@@ -54,6 +54,7 @@ impl Core {
             subs: Subscribers::new(cfg.client_buffer, cfg.client_timeout),
             log: None,
             log_errors: 0,
+            log_lost_bytes: 0,
             oom: OomWatch::default(),
             events: Default::default(),
             next_exec: 1,

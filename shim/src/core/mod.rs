@@ -143,6 +143,9 @@ pub struct Core {
     subs: Subscribers,
     log: Option<LogWriter>,
     log_errors: u32,
+    /// Bytes of output that could not be written to the log (disk full...):
+    /// reported in `state` and in `shim.log`, never dropped silently.
+    log_lost_bytes: u64,
     oom: OomWatch,
     events: VecDeque<Event>,
     next_exec: SessionId,
@@ -252,6 +255,7 @@ impl Core {
             "shim_pid": std::process::id(),
             "bundle": self.cfg.bundle,
             "terminal": self.cfg.terminal,
+            "log_lost_bytes": self.log_lost_bytes,
         })
     }
 
@@ -460,6 +464,7 @@ impl Core {
                         if let Some(log) = &mut self.log {
                             if let Err(e) = log.write(stream, data) {
                                 self.log_errors += 1;
+                                self.log_lost_bytes += n as u64;
                                 if self.log_errors <= 10 {
                                     eprintln!("berth-shim: {e:#}");
                                 }
@@ -494,6 +499,12 @@ impl Core {
         s.stdin = None;
         s.pty = None;
         if id == CONTAINER {
+            if self.log_lost_bytes > 0 {
+                eprintln!(
+                    "berth-shim: {} bytes of output are missing from the log ({} failed writes)",
+                    self.log_lost_bytes, self.log_errors
+                );
+            }
             if let Err(e) = exit.write_file(&self.cfg.state_dir) {
                 eprintln!("berth-shim: {e:#}");
             }

@@ -2,7 +2,9 @@
 //! status. Tested with berth, runc and crun.
 
 use berth_integration::per_runtime;
-use berth_integration::shim::{cri_payload, cri_records, frame, Runtime, ShimTest};
+use std::time::Duration;
+
+use berth_integration::shim::{cri_payload, cri_records, frame, rss_kib, Runtime, ShimTest};
 use berth_integration::Bundle;
 use serde_json::json;
 
@@ -108,4 +110,61 @@ fn exec_stdio(rt: Runtime) {
     let out = t.ctl(&["exec", "sh", "-c", "echo via ctl; exit 3"]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(out.stdout, b"via ctl\n");
+}
+
+/// Open descriptors of a process.
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// A long-lived shim does not grow: after many execs, attached clients and
+/// state requests its descriptors are exactly as before and its RSS has not
+/// grown (within a few pages of allocator slack). `BERTH_STRESS_TRIALS`
+/// sets the number of cycles (default 50, as in CI; 1000 for the full run).
+#[test]
+fn long_lived_shim_leaks_nothing() {
+    let trials: usize = std::env::var("BERTH_STRESS_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let mut b = Bundle::new(&["sh", "-c", "while :; do echo tick; sleep 0.01; done"]);
+    let t = ShimTest::new("shlk", Runtime::Berth, &mut b);
+    t.start_ok(
+        &b,
+        &["--log-path", t.log_path().to_str().unwrap(), "--start"],
+    );
+    let shim = t.shim_pid();
+    let cycle = || {
+        let mut c = t.connect();
+        let v = c.request(&json!({"op": "exec", "args": ["sh", "-c", "echo hi"]}));
+        assert_eq!(v["ok"], true, "{v}");
+        let (out, _, last) = c.collect();
+        assert_eq!(out, b"hi\n");
+        assert_eq!(last.unwrap().1["exit_code"], 0);
+        let mut a = t.connect();
+        assert_eq!(a.request(&json!({"op": "attach"})), json!({"ok": true}));
+        let (kind, _) = a.frame().expect("output reaches the attached client");
+        assert_eq!(kind, frame::STDOUT);
+        drop(a);
+        assert_eq!(t.request(json!({"op": "state"}))["status"], "running");
+    };
+    // Warm up: buffers, the allocator's arenas, lazily opened files.
+    for _ in 0..20 {
+        cycle();
+    }
+    // Let the shim notice the last client left.
+    std::thread::sleep(Duration::from_millis(200));
+    let (fds, rss) = (fd_count(shim), rss_kib(shim));
+    for _ in 0..trials {
+        cycle();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(fd_count(shim), fds, "descriptors of the shim");
+    let grown = rss_kib(shim).saturating_sub(rss);
+    assert!(
+        grown <= 64,
+        "the shim grew by {grown} KiB in {trials} cycles (from {rss} KiB)"
+    );
 }

@@ -433,12 +433,16 @@ fn terminal_is_held_by_the_shim_and_resized() {
     assert!(log.contains("30 100") && log.contains("x=hello"), "{log:?}");
 }
 
-/// Unmounts the tmpfs of a test, also when the test fails.
+/// Unmounts the tmpfs of a test, also when the test fails. Lazily: the
+/// shim may still hold the log open while it leaves.
 struct Tmpfs(std::path::PathBuf);
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 

@@ -76,25 +76,8 @@ impl RootfsMount {
             std::fs::create_dir(p)
                 .with_context(|| format!("create {} (must not exist)", p.display()))?;
         }
-        let mut lowers: Vec<PathBuf> = layers
-            .iter()
-            .rev()
-            .map(|l| store.layer_path(&l.diff_id))
-            .collect();
-        if lowers.is_empty() {
-            // overlayfs needs a lower directory; an image without layers
-            // gets an empty one.
-            let empty = dir.join("empty");
-            std::fs::create_dir_all(&empty)
-                .with_context(|| format!("create {}", empty.display()))?;
-            lowers.push(empty);
-        }
-        let lease = Lease {
-            dir: dir.clone(),
-            layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
-        };
-        let lp = lease_path(store, &dir);
-        crate::store::write_synced(&lp, &serde_json::to_vec(&lease)?)?;
+        let lowers = lower_dirs(store, &layers, &dir)?;
+        let lp = write_lease(store, &layers, &dir)?;
         if let Err(e) = mount_overlay(&lowers, &m.upper, &work, &m.rootfs) {
             let _ = std::fs::remove_file(&lp);
             for p in [&m.upper, &work, &m.rootfs] {
@@ -131,22 +114,8 @@ impl RootfsMount {
         for p in [&m.upper, &work, &m.rootfs] {
             std::fs::create_dir_all(p).with_context(|| format!("create {}", p.display()))?;
         }
-        let mut lowers: Vec<PathBuf> = layers
-            .iter()
-            .rev()
-            .map(|l| store.layer_path(&l.diff_id))
-            .collect();
-        if lowers.is_empty() {
-            let empty = dir.join("empty");
-            std::fs::create_dir_all(&empty)
-                .with_context(|| format!("create {}", empty.display()))?;
-            lowers.push(empty);
-        }
-        let lease = Lease {
-            dir: dir.clone(),
-            layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
-        };
-        crate::store::write_synced(&lease_path(store, &dir), &serde_json::to_vec(&lease)?)?;
+        let lowers = lower_dirs(store, layers, &dir)?;
+        write_lease(store, layers, &dir)?;
         mount_overlay(&lowers, &m.upper, &work, &m.rootfs)?;
         Ok(m)
     }
@@ -303,6 +272,34 @@ fn check_option_path(p: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The overlay's lower directories for `layers`, top layer first. overlayfs
+/// needs at least one: an image without layers gets an empty `dir/empty`.
+fn lower_dirs(store: &Store, layers: &[Layer], dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut lowers: Vec<PathBuf> = layers
+        .iter()
+        .rev()
+        .map(|l| store.layer_path(&l.diff_id))
+        .collect();
+    if lowers.is_empty() {
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).with_context(|| format!("create {}", empty.display()))?;
+        lowers.push(empty);
+    }
+    Ok(lowers)
+}
+
+/// Records that the mount at `dir` uses `layers` (so prune keeps them);
+/// returns the lease file.
+fn write_lease(store: &Store, layers: &[Layer], dir: &Path) -> Result<PathBuf> {
+    let lease = Lease {
+        dir: dir.to_path_buf(),
+        layers: layers.iter().map(|l| l.diff_id.clone()).collect(),
+    };
+    let lp = lease_path(store, dir);
+    crate::store::write_synced(&lp, &serde_json::to_vec(&lease)?)?;
+    Ok(lp)
 }
 
 fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {

@@ -20,7 +20,8 @@
 //!
 //! Every descriptor the resolver returns must lie inside the rootfs (read
 //! back through `/proc/self/fd`), and nothing may appear or change outside
-//! it: the scratch tree and the host's `/` are compared with their state
+//! it: the scratch tree (names, modes, owners, times, contents, link
+//! targets), the host's `/` and `/etc/passwd` are compared with their state
 //! before the calls. Lines that do not parse are ignored.
 //!
 //! Layout, under `$TMPDIR/berth-fuzz-resolve-PID` (removed at exit):
@@ -31,7 +32,10 @@
 //! creates empty directories and files, never truncates).
 #![no_main]
 
-use std::collections::BTreeSet;
+#[path = "common/canary.rs"]
+mod canary;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -49,72 +53,29 @@ struct Scratch {
     rootfs: PathBuf,
     outside: OwnedFd,
     /// Everything under `base` but the rootfs, as set up.
-    expected: BTreeSet<PathBuf>,
-    /// The names in the host's `/` at start.
-    host_root: BTreeSet<PathBuf>,
+    expected: BTreeMap<PathBuf, String>,
+    /// The host's `/` and `/etc/passwd` at start.
+    host: BTreeSet<String>,
 }
 
 static SCRATCH: OnceLock<Scratch> = OnceLock::new();
 
-extern "C" fn remove_scratch() {
-    if let Some(s) = SCRATCH.get() {
-        let _ = fs::remove_dir_all(&s.base);
-    }
-}
-
 fn scratch() -> &'static Scratch {
     SCRATCH.get_or_init(|| {
-        let tmp = fs::canonicalize(std::env::temp_dir()).expect("temp dir");
-        let base = tmp.join(format!("berth-fuzz-resolve-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
+        let base = canary::scratch_dir("resolve");
         let rootfs = base.join("x/y/rootfs");
         fs::create_dir_all(&rootfs).unwrap();
         fs::create_dir_all(base.join("outside")).unwrap();
         fs::write(base.join("outside/canary"), "canary").unwrap();
         let outside = fs::File::open(base.join("outside")).unwrap().into();
-        // SAFETY: registers a plain function without arguments.
-        unsafe { libc::atexit(remove_scratch) };
-        let mut s = Scratch {
+        Scratch {
+            expected: canary::tree_outside(&base, &rootfs),
+            host: canary::host_state(),
             base,
             rootfs,
             outside,
-            expected: BTreeSet::new(),
-            host_root: host_root(),
-        };
-        s.expected = outside_tree(&s);
-        s
-    })
-}
-
-fn host_root() -> BTreeSet<PathBuf> {
-    fs::read_dir("/")
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect()
-}
-
-/// Every path under the scratch directory outside the rootfs; a regular
-/// file also contributes `path/<its content>`, so a changed canary shows.
-fn outside_tree(s: &Scratch) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    let mut todo = vec![s.base.clone()];
-    while let Some(dir) = todo.pop() {
-        for e in fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p == s.rootfs {
-                continue;
-            }
-            let md = fs::symlink_metadata(&p).unwrap();
-            if md.is_dir() {
-                todo.push(p.clone());
-            } else if md.is_file() {
-                let content = fs::read(&p).unwrap();
-                out.insert(p.join(String::from_utf8_lossy(&content).as_ref()));
-            }
-            out.insert(p);
         }
-    }
-    out
+    })
 }
 
 /// A path inside the rootfs for the builder: normal components only.
@@ -277,14 +238,10 @@ fuzz_target!(|data: &[u8]| {
             _ => {}
         }
     }
+    canary::assert_same_tree(&s.expected, &canary::tree_outside(&s.base, &s.rootfs));
     assert_eq!(
-        outside_tree(s),
-        s.expected,
-        "something changed outside the rootfs"
-    );
-    assert_eq!(
-        host_root(),
-        s.host_root,
-        "something appeared in the host's /"
+        canary::host_state(),
+        s.host,
+        "something changed in the host's / or /etc/passwd"
     );
 });

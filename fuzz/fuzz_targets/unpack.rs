@@ -38,10 +38,12 @@
 //! directories exist.
 #![no_main]
 
+#[path = "common/canary.rs"]
+mod canary;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -68,17 +70,9 @@ struct Scratch {
 
 static SCRATCH: OnceLock<Scratch> = OnceLock::new();
 
-extern "C" fn remove_scratch() {
-    if let Some(s) = SCRATCH.get() {
-        let _ = fs::remove_dir_all(&s.base);
-    }
-}
-
 fn scratch() -> &'static Scratch {
     SCRATCH.get_or_init(|| {
-        let tmp = fs::canonicalize(std::env::temp_dir()).expect("temp dir");
-        let base = tmp.join(format!("berth-fuzz-unpack-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
+        let base = canary::scratch_dir("unpack");
         fs::create_dir_all(base.join("outside/dir")).unwrap();
         fs::create_dir_all(base.join("x/y")).unwrap();
         fs::write(base.join("outside/canary"), "canary").unwrap();
@@ -90,93 +84,17 @@ fn scratch() -> &'static Scratch {
             rlim_cur: MAX_FILE,
             rlim_max: MAX_FILE,
         };
-        // SAFETY: plain system calls with valid arguments.
-        unsafe {
-            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
-            libc::atexit(remove_scratch);
-        }
+        // SAFETY: a plain system call with valid arguments.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) }, 0);
         let layer = base.join("x/y/layer");
         fs::create_dir(&layer).unwrap();
-        let mut s = Scratch {
+        Scratch {
+            expected: canary::tree_outside(&base, &layer),
+            host: canary::host_state(),
             base,
             layer,
-            expected: BTreeMap::new(),
-            host: BTreeSet::new(),
-        };
-        s.expected = outside_tree(&s);
-        s.host = host_state();
-        s
-    })
-}
-
-/// The names in the host's `/` and `/etc/passwd`'s metadata.
-fn host_state() -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = fs::read_dir("/")
-        .unwrap()
-        .map(|e| e.unwrap().path().display().to_string())
-        .collect();
-    if let Ok(m) = fs::symlink_metadata("/etc/passwd") {
-        out.insert(format!(
-            "/etc/passwd {} {:o} {} {} {} {}",
-            m.ino(),
-            m.mode(),
-            m.uid(),
-            m.nlink(),
-            m.size(),
-            m.mtime()
-        ));
-    }
-    out
-}
-
-fn xattrs(p: &Path) -> String {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid path and buffer.
-    let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n <= 0 {
-        return String::new();
-    }
-    String::from_utf8_lossy(&buf[..n as usize]).into_owned()
-}
-
-/// What can be seen of every path under the scratch directory outside
-/// the layer.
-fn outside_tree(s: &Scratch) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![s.base.clone()];
-    while let Some(dir) = todo.pop() {
-        for e in fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p == s.layer {
-                continue;
-            }
-            let m = fs::symlink_metadata(&p).unwrap();
-            let mut desc = format!(
-                "{:o} {}:{} n{} s{} x[{}]",
-                m.mode(),
-                m.uid(),
-                m.gid(),
-                m.nlink(),
-                m.size(),
-                xattrs(&p)
-            );
-            // The layer's parent changes time as the layer directory is
-            // made again for each input; a new name in it shows anyway.
-            if Some(p.as_path()) != s.layer.parent() {
-                desc += &format!(" t{}.{}", m.mtime(), m.mtime_nsec());
-            }
-            if m.is_dir() {
-                todo.push(p.clone());
-            } else if m.is_file() {
-                desc += &format!(" {:?}", fs::read(&p).unwrap());
-            } else if m.is_symlink() {
-                desc += &format!(" -> {:?}", fs::read_link(&p).unwrap());
-            }
-            out.insert(p, desc);
         }
-    }
-    out
+    })
 }
 
 /// Every inode in the layer and how many of its names are in the layer;
@@ -434,20 +352,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     check_links_inside(&s.layer);
-    let after = outside_tree(s);
-    if after != s.expected {
-        for (p, d) in &after {
-            if s.expected.get(p) != Some(d) {
-                eprintln!("changed: {} {d}", p.display());
-            }
-        }
-        for p in s.expected.keys().filter(|p| !after.contains_key(*p)) {
-            eprintln!("gone: {}", p.display());
-        }
-        panic!("something changed outside the layer directory");
-    }
+    canary::assert_same_tree(&s.expected, &canary::tree_outside(&s.base, &s.layer));
     assert_eq!(
-        host_state(),
+        canary::host_state(),
         s.host,
         "something changed in the host's / or /etc/passwd"
     );
